@@ -1,0 +1,57 @@
+"""Workloads: model configs -> operator traces (and trace files)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from dlmsim.config import read_yaml, resolve, validation_message
+from dlmsim.errors import InputError
+from dlmsim.workloads.build import BUILDERS
+from dlmsim.workloads.ir import Op, Schedule, Tensor, Trace, TraceError
+from dlmsim.workloads.schema import WorkloadConfig
+from dlmsim.workloads.tracefile import trace_from_data, write_trace
+
+__all__ = ["Op", "Schedule", "Tensor", "Trace", "TraceError", "load_workload",
+           "load_workload_config", "build_trace", "write_trace"]
+
+_ADAPTER = TypeAdapter(WorkloadConfig)
+
+
+def load_workload_config(name_or_path: str | os.PathLike, **overrides: Any):
+    """The validated model config, with run parameters overridden (batch=..., steps=...)."""
+    path = resolve("workloads", name_or_path, "workload")
+    data = read_yaml(path)
+    if "ops" in data:
+        raise InputError(f"{path} is a trace file, not a model config")
+    run = dict(data.get("run") or {})
+    run.update({k: v for k, v in overrides.items() if v is not None})
+    data["run"] = run
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as e:
+        raise InputError(validation_message(e, str(path))) from None
+
+
+def build_trace(cfg) -> Trace:
+    return BUILDERS[cfg.family](cfg)
+
+
+def load_workload(name_or_path: str | os.PathLike, **overrides: Any) -> Trace:
+    """A bundled model name, a model-config YAML or a trace file -> Trace.
+
+    Run overrides (batch, seq_len, steps, cache, precision, ...) apply to model configs;
+    a trace file is taken as written, so overrides are an error there.
+    """
+    path = resolve("workloads", name_or_path, "workload")
+    data = read_yaml(path)
+    if "ops" in data:
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if given:
+            raise InputError(f"{path} is a trace file: run overrides "
+                             f"({', '.join(given)}) do not apply")
+        return trace_from_data(data, str(path))
+    return build_trace(load_workload_config(path, **overrides))
+

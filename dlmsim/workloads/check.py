@@ -1,0 +1,160 @@
+"""Validation of a trace: op kinds, per-op shape rules, and shape chaining between ops.
+
+Every error is a `TraceError` whose message names the op and the tensor at fault, so the CLI
+can print it as one line.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from dlmsim.workloads.ir import (
+    DTYPE_BYTES,
+    KINDS,
+    PHASES,
+    REDUCING_FNS,
+    ROLES,
+    SFU_FNS,
+    TraceError,
+)
+
+if TYPE_CHECKING:
+    from dlmsim.workloads.ir import Op, Tensor, Trace
+
+LAYOUT_FNS = {"split_heads", "merge_heads", "rotary"}  # outputs re-arrange the input elements
+
+
+def _shape(s) -> str:
+    return "[" + ",".join(map(str, s)) + "]"
+
+
+def _check_tensor(op: Op, t: Tensor) -> None:
+    if not t.shape or not all(isinstance(d, int) and d > 0 for d in t.shape):
+        raise TraceError(f"op '{op.name}': tensor '{t.name}' has shape {list(t.shape)}; "
+                         "every dim must be a positive integer")
+    if t.dtype not in DTYPE_BYTES:
+        raise TraceError(f"op '{op.name}': tensor '{t.name}' has unknown dtype '{t.dtype}' "
+                         f"(known: {', '.join(DTYPE_BYTES)})")
+    if t.role not in ROLES:
+        raise TraceError(f"op '{op.name}': tensor '{t.name}' has unknown role '{t.role}' "
+                         f"(known: {', '.join(ROLES)})")
+
+
+def _check_gemm(op: Op) -> None:
+    if op.fn not in ("linear", "matmul"):
+        raise TraceError(f"op '{op.name}': gemm fn must be 'linear' or 'matmul', not '{op.fn}'")
+    if len(op.inputs) not in (2, 3) or len(op.outputs) != 1:
+        raise TraceError(f"op '{op.name}': a gemm takes 2 or 3 inputs (A, B[, bias]) "
+                         "and gives 1 output")
+    a, b = op.inputs[0].shape, op.inputs[1].shape
+    tb = bool(op.attr("transpose_b"))
+    if op.fn == "linear":
+        if len(b) != 2:
+            raise TraceError(f"op '{op.name}': linear weight '{op.inputs[1].name}' must be 2-D, "
+                             f"got {_shape(b)}")
+        k_b, n = (b[1], b[0]) if tb else (b[0], b[1])
+        want = a[:-1] + (n,)
+    else:
+        if len(a) < 2 or len(b) != len(a) or a[:-2] != b[:-2]:
+            raise TraceError(f"op '{op.name}': matmul operands {_shape(a)} and {_shape(b)} "
+                             "must have the same batch dims")
+        k_b, n = (b[-1], b[-2]) if tb else (b[-2], b[-1])
+        want = a[:-1] + (n,)
+    if a[-1] != k_b:
+        raise TraceError(f"op '{op.name}': inner dims differ: '{op.inputs[0].name}' "
+                         f"{_shape(a)} and '{op.inputs[1].name}' {_shape(b)}")
+    if len(op.inputs) == 3 and op.inputs[2].shape != (n,):
+        raise TraceError(f"op '{op.name}': bias '{op.inputs[2].name}' must be [{n}], "
+                         f"got {_shape(op.inputs[2].shape)}")
+    if op.outputs[0].shape != want:
+        raise TraceError(f"op '{op.name}': output '{op.outputs[0].name}' is "
+                         f"{_shape(op.outputs[0].shape)}, the operands give {_shape(want)}")
+
+
+def _check_gather(op: Op) -> None:
+    if len(op.inputs) != 2 or len(op.outputs) != 1:
+        raise TraceError(f"op '{op.name}': a gather takes (table, indices) and gives 1 output")
+    table, idx = op.inputs
+    if len(table.shape) != 2:
+        raise TraceError(f"op '{op.name}': table '{table.name}' must be 2-D")
+    want = idx.shape + (table.shape[1],)
+    if op.outputs[0].shape != want:
+        raise TraceError(f"op '{op.name}': output '{op.outputs[0].name}' is "
+                         f"{_shape(op.outputs[0].shape)}, gathering gives {_shape(want)}")
+
+
+def _check_sfu(op: Op) -> None:
+    if op.fn not in SFU_FNS:
+        raise TraceError(f"op '{op.name}': unknown sfu fn '{op.fn}' "
+                         f"(known: {', '.join(sorted(SFU_FNS))})")
+    if not op.inputs or not op.outputs:
+        raise TraceError(f"op '{op.name}': an sfu op needs inputs and outputs")
+    data = [t for t in op.inputs if t.role not in ("const", "weight")]
+    if not data:
+        raise TraceError(f"op '{op.name}': an sfu op needs an activation input")
+    if op.inputs[0] is not data[0]:
+        raise TraceError(f"op '{op.name}': the first input of an sfu op must be its data")
+    first_in = data[0].numel
+    if op.fn in REDUCING_FNS:
+        x = data[0].shape
+        out = op.outputs[0].shape
+        if op.fn == "topk":
+            ok = out[:-1] == x[:-1] and out[-1] <= x[-1]
+        else:
+            ok = out == x[:-1]
+        if not ok:
+            raise TraceError(f"op '{op.name}': {op.fn} over the last dim of {_shape(x)} "
+                             f"cannot give {_shape(out)}")
+    elif op.fn in LAYOUT_FNS:
+        out_n = sum(t.numel for t in op.outputs)
+        if out_n != first_in:
+            raise TraceError(f"op '{op.name}': {op.fn} must keep the element count "
+                             f"({first_in} in, {out_n} out)")
+    elif op.fn != "timestep_embedding":
+        if op.outputs[0].numel != first_in:
+            raise TraceError(f"op '{op.name}': element-wise {op.fn} gives "
+                             f"{_shape(op.outputs[0].shape)} from an input of {first_in} "
+                             "elements")
+
+
+def check_trace(trace: Trace) -> None:
+    """Raise TraceError on the first problem found."""
+    produced: dict[str, tuple[tuple[int, ...], str]] = {}
+    for t in trace.inputs:
+        produced[t.name] = (t.shape, "the trace inputs")
+    names: set[str] = set()
+    for op in trace.ops:
+        if op.name in names:
+            raise TraceError(f"op name '{op.name}' appears twice")
+        names.add(op.name)
+        if op.kind not in KINDS:
+            raise TraceError(f"op '{op.name}': unknown kind '{op.kind}' "
+                             f"(known: {', '.join(KINDS)})")
+        if op.phase not in PHASES:
+            raise TraceError(f"op '{op.name}': unknown phase '{op.phase}' "
+                             f"(known: {', '.join(PHASES)})")
+        for t in op.inputs + op.outputs:
+            _check_tensor(op, t)
+        {"gemm": _check_gemm, "gather": _check_gather, "sfu": _check_sfu}[op.kind](op)
+        for t in op.inputs:
+            if t.role in ("weight", "const"):
+                continue
+            if t.name not in produced:
+                if t.role == "index":
+                    continue  # token ids and positions come from the sampler
+                raise TraceError(f"op '{op.name}': input '{t.name}' is produced by no earlier "
+                                 "op and is not a trace input")
+            shape, where = produced[t.name]
+            if shape != t.shape:
+                raise TraceError(f"op '{op.name}': input '{t.name}' is {_shape(t.shape)} but "
+                                 f"{where} made it {_shape(shape)}")
+        for t in op.outputs:
+            if t.name in produced and produced[t.name][1] != "the trace inputs":
+                raise TraceError(f"op '{op.name}': output '{t.name}' was already produced by "
+                                 f"{produced[t.name][1]}")
+            produced[t.name] = (t.shape, f"op '{op.name}'")
+    if trace.schedule.steps < 0 or trace.schedule.forward_passes < 0:
+        raise TraceError("schedule: steps and forward passes must be >= 0")
+    if not math.isfinite(trace.schedule.forward_passes):
+        raise TraceError("schedule: forward passes must be finite")

@@ -1,0 +1,325 @@
+"""Operator IR: `Tensor`, `Op` and `Trace`.
+
+A trace is the ops of one forward pass in dependency order plus the ops that run once per
+sampling run and once per sampling step, and the sampler schedule (steps, forward passes).
+Every number derived from shapes (FLOPs, MACs, bytes, parameters) is a property, never stored.
+
+Shape conventions (the numeric executor and the simulator both rely on them):
+- `gemm` / fn `linear`: inputs (A[..., K], W[K, N], optional bias[N]) -> out[..., N].
+  M is the product of A's leading dims. With attr `transpose_b`, W is stored [N, K]
+  (e.g. a tied embedding table used as an output head).
+- `gemm` / fn `matmul`: inputs (A[b..., M, K], B[b..., K, N]) -> out[b..., M, N]; with attr
+  `transpose_b`, B is [b..., N, K]. `batch` is the product of the b... dims. Attr `scale`
+  multiplies the product (attention's 1/sqrt(dh), applied on the accumulator output).
+- `sfu`: a non-linear or element-wise function (see SFU_FNS); `gather`: rows of a table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from dlmsim.errors import InputError
+
+ROLES = ("weight", "activation", "cache", "index", "const")
+PHASES = ("once", "forward", "step")
+KINDS = ("gemm", "sfu", "gather")
+
+# Bytes per element of each dtype name used in traces.
+DTYPE_BYTES = {
+    "fp32": 4.0,
+    "bf16": 2.0,
+    "fp16": 2.0,
+    "int32": 4.0,
+    "int16": 2.0,
+    "int8": 1.0,
+    "int4": 0.5,
+    "idx": 4.0,  # token indices (int32)
+}
+
+# SFU functions and the element-wise operations per element each costs in FLOPs. These are
+# the *model-level* FLOP counts of the trace (a textbook count: e.g. layernorm = mean, var,
+# normalise, scale); the hardware cost of each function is a property of the SFU (arch).
+SFU_FNS: dict[str, float] = {
+    "layernorm": 8.0,        # mean, centre, square, var, rsqrt, normalise, (scale, shift)
+    "rmsnorm": 5.0,          # square, mean, rsqrt, normalise, scale
+    "modulate": 2.0,         # x * (1 + scale) + shift
+    "gelu": 8.0,             # tanh or erf form, as a polynomial/tanh evaluation
+    "silu": 4.0,             # x * sigmoid(x)
+    "tanh": 4.0,
+    "swiglu": 5.0,           # silu(gate) * up
+    "softmax": 5.0,          # max, sub, exp, sum, divide
+    "log_softmax": 5.0,      # max, sub, exp, sum, log/sub
+    "rotary": 3.0,           # q*cos + rotate_half(q)*sin, per rotated element
+    "split_heads": 0.0,      # layout only
+    "merge_heads": 0.0,      # layout only
+    "residual": 1.0,         # x + y, or x + gate * y (2 with a gate, see Op.flops)
+    "add": 1.0,
+    "timestep_embedding": 4.0,  # sinusoid: multiply, sin/cos
+    "exp_scale": 2.0,        # exp then scale (MDLM's p_x0 -> q_xs)
+    "gumbel_argmax": 5.0,    # rand, log, log, divide, compare
+    "argmax": 1.0,
+    "rowmax": 1.0,           # max over the last dim (LLaDA's confidence)
+    "dist_argmin": 3.0,      # ||E||^2 + ||x||^2 - 2 x.E, compare
+    "topk": 2.0,
+    "masked_update": 1.0,    # keep unmasked tokens, write new ones
+    "posterior_update": 4.0, # Diffusion-LM: a*x0 + b*xt + sigma*noise
+}
+
+# Functions that reduce the last dim (output shape differs from the input's).
+REDUCING_FNS = {"gumbel_argmax", "argmax", "rowmax", "dist_argmin", "topk"}
+
+
+class TraceError(InputError):
+    """A trace is malformed: shapes do not chain, an unknown kind or function, ..."""
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A named tensor: shape in elements, dtype name, and role in the op that uses it."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "bf16"
+    role: Literal["weight", "activation", "cache", "index", "const"] = "activation"
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def bytes(self) -> float:
+        return self.numel * DTYPE_BYTES[self.dtype]
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operator instance. `attrs` is a tuple of (key, value) pairs (hashable)."""
+
+    name: str
+    kind: Literal["gemm", "sfu", "gather"]
+    fn: str
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[Tensor, ...]
+    phase: Literal["once", "forward", "step"] = "forward"
+    block: int | None = None
+    attrs: tuple[tuple[str, object], ...] = field(default=())
+
+    def attr(self, key: str, default=None):
+        for k, v in self.attrs:
+            if k == key:
+                return v
+        return default
+
+    # ---- GEMM geometry -------------------------------------------------------------
+    @property
+    def gemm_dims(self) -> tuple[int, int, int, int]:
+        """(batch, M, K, N) of a GEMM: `batch` independent [M,K] x [K,N] products."""
+        if self.kind != "gemm":
+            raise TraceError(f"op {self.name}: gemm_dims of a {self.kind} op")
+        a, b = self.inputs[0].shape, self.inputs[1].shape
+        k = a[-1]
+        if self.fn == "linear":
+            n = b[0] if self.attr("transpose_b") else b[-1]
+            return 1, math.prod(a[:-1]), k, n
+        n = b[-2] if self.attr("transpose_b") else b[-1]
+        return math.prod(a[:-2]), a[-2], k, n
+
+    @property
+    def weight_operand(self) -> Tensor | None:
+        """The operand read from off-chip memory once per forward pass, if any."""
+        for t in self.inputs:
+            if t.role == "weight":
+                return t
+        return None
+
+    # ---- derived work ----------------------------------------------------------------
+    @property
+    def macs(self) -> int:
+        if self.kind != "gemm":
+            return 0
+        b, m, k, n = self.gemm_dims
+        return b * m * k * n
+
+    @property
+    def flops(self) -> float:
+        """Model-level FLOPs: 2 per MAC (+ bias adds) for GEMMs, SFU_FNS per element."""
+        if self.kind == "gemm":
+            bias = self.inputs[2].numel if len(self.inputs) > 2 else 0
+            b, m, _, n = self.gemm_dims
+            return 2.0 * self.macs + (b * m * n if bias else 0)
+        if self.kind == "sfu":
+            per_elem = SFU_FNS[self.fn]
+            if self.fn == "residual" and len(self.inputs) > 2:
+                per_elem = 2.0  # gated: x + gate * y
+            return per_elem * self.elements
+        return 0.0
+
+    @property
+    def elements(self) -> int:
+        """Elements an SFU op streams through: its first (data) input."""
+        return self.inputs[0].numel if self.inputs else 0
+
+    @property
+    def input_bytes(self) -> float:
+        return sum(t.bytes for t in self.inputs)
+
+    @property
+    def output_bytes(self) -> float:
+        return sum(t.bytes for t in self.outputs)
+
+    @property
+    def bytes(self) -> float:
+        """Bytes touched at the model's dtypes, every operand once (no reuse, no tiling)."""
+        if self.kind == "gather":
+            # Only the gathered rows of the table are read, not the whole table.
+            idx = self.inputs[1]
+            return idx.bytes + 2 * self.outputs[0].bytes
+        return self.input_bytes + self.output_bytes
+
+    @property
+    def weight_bytes(self) -> float:
+        """Weight bytes read; a gather reads only the rows it gathers."""
+        if self.kind == "gather":
+            table = self.inputs[0]
+            return min(table.bytes, self.outputs[0].bytes) if table.role == "weight" else 0.0
+        return sum(t.bytes for t in self.inputs if t.role == "weight")
+
+    @property
+    def dims(self) -> str:
+        """Compact shape text: 'b x [M,K]x[K,N]' for GEMMs, the data input's shape else."""
+        if self.kind == "gemm":
+            b, m, k, n = self.gemm_dims
+            return (f"{b}x " if b > 1 else "") + f"[{m},{k}]x[{k},{n}]"
+        if self.kind == "gather":
+            idx, table = self.inputs[1].shape, self.inputs[0].shape
+            return f"[{','.join(map(str, idx))}] rows of [{','.join(map(str, table))}]"
+        return "[" + ",".join(map(str, self.inputs[0].shape)) + "]"
+
+    def signature(self) -> tuple:
+        """What makes two ops cost the same: kind, fn, shapes, dtypes, roles, attrs."""
+        return (
+            self.kind,
+            self.fn,
+            tuple((t.shape, t.dtype, t.role) for t in self.inputs),
+            tuple((t.shape, t.dtype) for t in self.outputs),
+            self.phase,
+            self.attrs,
+        )
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The sampler around the forward pass.
+
+    steps: sampling steps T (per-step ops run this many times).
+    forward_passes: expected forward passes per run (may be fractional: an expectation).
+    """
+
+    steps: int
+    forward_passes: float
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Ops of one model at one run setting, plus the sampler schedule."""
+
+    model: str
+    ops: tuple[Op, ...]
+    schedule: Schedule
+    run: tuple[tuple[str, object], ...] = ()  # the resolved run parameters, for reports
+    inputs: tuple[Tensor, ...] = ()  # graph inputs (tokens, noise, sigma, ...)
+
+    def __post_init__(self):
+        from dlmsim.workloads.check import check_trace
+
+        check_trace(self)
+
+    def run_param(self, key: str, default=None):
+        return dict(self.run).get(key, default)
+
+    def phase_ops(self, phase: str) -> tuple[Op, ...]:
+        return tuple(op for op in self.ops if op.phase == phase)
+
+    @property
+    def forward_passes(self) -> float:
+        return self.schedule.forward_passes
+
+    @property
+    def steps(self) -> int:
+        return self.schedule.steps
+
+    @property
+    def n_blocks(self) -> int:
+        blocks = {op.block for op in self.ops if op.block is not None}
+        return len(blocks)
+
+    def _flops(self, phase: str) -> float:
+        return sum(op.flops for op in self.ops if op.phase == phase)
+
+    @property
+    def flops_per_forward(self) -> float:
+        """FLOPs of the ops that run every forward pass."""
+        return self._flops("forward")
+
+    @property
+    def flops_per_step(self) -> float:
+        """FLOPs of the ops that run every sampling step, forward pass or not."""
+        return self._flops("step")
+
+    @property
+    def flops_once(self) -> float:
+        return self._flops("once")
+
+    @property
+    def flops_per_run(self) -> float:
+        return (
+            self.flops_once
+            + self.forward_passes * self.flops_per_forward
+            + self.steps * self.flops_per_step
+        )
+
+    @property
+    def weights(self) -> dict[str, Tensor]:
+        """Every distinct weight tensor, by name."""
+        out: dict[str, Tensor] = {}
+        for op in self.ops:
+            for t in op.inputs:
+                if t.role == "weight":
+                    out.setdefault(t.name, t)
+        return out
+
+    @property
+    def params(self) -> int:
+        """Parameter count: elements of the distinct weight tensors."""
+        return sum(t.numel for t in self.weights.values())
+
+    def to_dataframe(self):
+        """One row per op: name, kind, fn, phase, block, shapes, MACs, FLOPs, bytes."""
+        import pandas as pd
+
+        rows = []
+        for op in self.ops:
+            rows.append(
+                {
+                    "name": op.name,
+                    "kind": op.kind,
+                    "fn": op.fn,
+                    "phase": op.phase,
+                    "block": op.block,
+                    "dims": op.dims,
+                    "inputs": " ".join(_fmt_tensor(t) for t in op.inputs),
+                    "outputs": " ".join(_fmt_tensor(t) for t in op.outputs),
+                    "macs": op.macs,
+                    "flops": op.flops,
+                    "bytes": op.bytes,
+                    "weight_bytes": op.weight_bytes,
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+def _fmt_tensor(t: Tensor) -> str:
+    tag = {"weight": "W:", "cache": "C:", "index": "I:", "const": "K:"}.get(t.role, "")
+    return f"{tag}{t.name}[{'x'.join(map(str, t.shape))}]"

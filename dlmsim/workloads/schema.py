@@ -1,0 +1,162 @@
+"""Model-config schemas (workloads/*.yaml): architecture plus run parameters per family."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, PositiveInt, model_validator
+
+from dlmsim.config import Strict
+
+Precision = Literal["fp32", "bf16", "fp16"]
+
+
+class MdlmModel(Strict):
+    """DDiT backbone (MDLM, SEDD)."""
+
+    hidden: PositiveInt
+    blocks: PositiveInt
+    heads: PositiveInt
+    cond_dim: PositiveInt = 128
+    mlp_ratio: PositiveInt = 4
+    vocab: PositiveInt = 50258
+    freq_embed: PositiveInt = 256  # sinusoidal timestep embedding width
+
+    @model_validator(mode="after")
+    def _heads_divide(self):
+        _check_heads(self.hidden, self.heads)
+        return self
+
+
+class MdlmRun(Strict):
+    batch: PositiveInt = 16
+    seq_len: PositiveInt = 1024
+    steps: PositiveInt = 128
+    cache: bool = True  # ddpm_cache: skip the forward while no token changed
+    time_conditioning: bool = False  # off: conditioning ops run once per run
+    final_denoise: bool = True  # one extra forward at the end (noise removal)
+    precision: Precision = "bf16"
+
+
+class DiffusionLmModel(Strict):
+    """BERT-base encoder with up/down projections around it (Diffusion-LM)."""
+
+    hidden: PositiveInt = 768
+    layers: PositiveInt = 12
+    heads: PositiveInt = 12
+    ffn: PositiveInt = 3072
+    embed_dim: PositiveInt = 16
+    vocab: PositiveInt = 821
+    max_positions: PositiveInt = 512
+    freq_embed: PositiveInt = 128
+    time_hidden: PositiveInt = 512
+
+    @model_validator(mode="after")
+    def _heads_divide(self):
+        _check_heads(self.hidden, self.heads)
+        return self
+
+
+class DiffusionLmRun(Strict):
+    batch: PositiveInt = 64
+    seq_len: PositiveInt = 64
+    steps: PositiveInt = 2000
+    cache: bool = False  # no cache exists for Diffusion-LM; kept for a uniform interface
+    rounding: bool = True  # "clamp" rounding to the nearest embedding every step
+    precision: Precision = "fp32"
+
+    @model_validator(mode="after")
+    def _no_cache(self):
+        if self.cache:
+            raise ValueError("Diffusion-LM has no sampler cache; set cache: false")
+        return self
+
+
+class LladaModel(Strict):
+    """LLaMA-style masked diffusion LM (LLaDA)."""
+
+    hidden: PositiveInt = 4096
+    layers: PositiveInt = 32
+    heads: PositiveInt = 32
+    ffn: PositiveInt = 12288
+    vocab: PositiveInt = 126464
+    max_len: PositiveInt = 4096
+
+    @model_validator(mode="after")
+    def _heads_divide(self):
+        _check_heads(self.hidden, self.heads)
+        if (self.hidden // self.heads) % 2:
+            raise ValueError("rotary needs an even head dim (hidden / heads)")
+        return self
+
+
+class LladaRun(Strict):
+    batch: PositiveInt = 1
+    seq_len: PositiveInt = 256  # prompt + generated tokens
+    gen_len: PositiveInt = 128
+    block_len: PositiveInt = 32
+    steps: PositiveInt = 128
+    cache: bool = False  # plain LLaDA: every step is a full forward (no KV cache)
+    precision: Precision = "bf16"
+
+    @model_validator(mode="after")
+    def _lengths(self):
+        if self.gen_len > self.seq_len:
+            raise ValueError(f"gen_len {self.gen_len} exceeds seq_len {self.seq_len}")
+        if self.gen_len % self.block_len:
+            raise ValueError(f"gen_len {self.gen_len} is not a multiple of "
+                             f"block_len {self.block_len}")
+        n_blocks = self.gen_len // self.block_len
+        if self.steps % n_blocks:
+            raise ValueError(f"steps {self.steps} is not a multiple of the "
+                             f"{n_blocks} generation blocks")
+        if self.cache:
+            raise ValueError("LLaDA has no sampler cache in dlmsim; set cache: false")
+        return self
+
+
+def _check_heads(hidden: int, heads: int) -> None:
+    if hidden % heads:
+        raise ValueError(f"heads {heads} does not divide hidden {hidden}")
+
+
+class _Base(Strict):
+    version: Literal[1]
+    name: str
+    description: str = ""
+
+
+class MdlmConfig(_Base):
+    family: Literal["mdlm", "sedd"]
+    model: MdlmModel
+    run: MdlmRun = MdlmRun()
+
+
+class DiffusionLmConfig(_Base):
+    family: Literal["diffusion_lm"]
+    model: DiffusionLmModel
+    run: DiffusionLmRun = DiffusionLmRun()
+
+    @model_validator(mode="after")
+    def _fits(self):
+        if self.run.seq_len > self.model.max_positions:
+            raise ValueError(f"seq_len {self.run.seq_len} exceeds max_positions "
+                             f"{self.model.max_positions}")
+        return self
+
+
+class LladaConfig(_Base):
+    family: Literal["llada"]
+    model: LladaModel
+    run: LladaRun = LladaRun()
+
+    @model_validator(mode="after")
+    def _fits(self):
+        if self.run.seq_len > self.model.max_len:
+            raise ValueError(f"seq_len {self.run.seq_len} exceeds max_len {self.model.max_len}")
+        return self
+
+
+WorkloadConfig = Annotated[
+    Union[MdlmConfig, DiffusionLmConfig, LladaConfig], Field(discriminator="family")
+]

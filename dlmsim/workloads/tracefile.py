@@ -1,0 +1,123 @@
+"""Plain trace files (YAML): write a trace, read one back, or write one by hand.
+
+Format (version 1):
+
+    version: 1
+    trace: my-model                    # a name
+    schedule: {steps: 128, forward_passes: 129}
+    run: {batch: 1, seq_len: 64}       # optional, informational
+    inputs:                            # graph inputs (optional)
+      - {name: x, shape: [1, 64, 256]}
+    ops:
+      - name: blocks.0.qkv
+        kind: gemm                     # gemm | sfu | gather
+        fn: linear                     # linear | matmul | an sfu function | embedding
+        phase: forward                 # once | forward | step   (default forward)
+        block: 0                       # optional: ops of one repeated block share a number
+        inputs:
+          - {name: h, shape: [1, 64, 256]}            # dtype bf16, role activation by default
+          - {name: w_qkv, shape: [256, 768], role: weight}
+        outputs:
+          - {name: qkv, shape: [1, 64, 768]}
+        attrs: {}                      # optional: transpose_b, scale, ...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, NonNegativeFloat, NonNegativeInt
+
+from dlmsim.config import Strict, validate, write_atomic
+from dlmsim.workloads.ir import Op, Schedule, Tensor, Trace
+
+
+class _TensorSpec(Strict):
+    name: str
+    shape: list[int]
+    dtype: str = "bf16"
+    role: Literal["weight", "activation", "cache", "index", "const"] = "activation"
+
+
+class _OpSpec(Strict):
+    name: str
+    kind: str
+    fn: str
+    phase: str = "forward"
+    block: int | None = None
+    inputs: list[_TensorSpec]
+    outputs: list[_TensorSpec]
+    attrs: dict[str, Any] = Field(default_factory=dict)
+
+
+class _ScheduleSpec(Strict):
+    steps: NonNegativeInt
+    forward_passes: NonNegativeFloat
+
+
+class TraceFile(Strict):
+    version: Literal[1]
+    trace: str
+    schedule: _ScheduleSpec
+    run: dict[str, Any] = Field(default_factory=dict)
+    inputs: list[_TensorSpec] = Field(default_factory=list)
+    ops: list[_OpSpec]
+
+
+def _tensor(t: _TensorSpec) -> Tensor:
+    return Tensor(t.name, tuple(t.shape), t.dtype, t.role)
+
+
+def trace_from_data(data: dict, source: str) -> Trace:
+    spec = validate(TraceFile, data, source)
+    ops = tuple(
+        Op(o.name, o.kind, o.fn, tuple(map(_tensor, o.inputs)), tuple(map(_tensor, o.outputs)),
+           o.phase, o.block, tuple(sorted(o.attrs.items())))
+        for o in spec.ops
+    )
+    return Trace(spec.trace, ops, Schedule(spec.schedule.steps, spec.schedule.forward_passes),
+                 tuple(spec.run.items()), tuple(map(_tensor, spec.inputs)))
+
+
+def _tensor_data(t: Tensor) -> dict:
+    return {"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "role": t.role}
+
+
+def trace_to_data(trace: Trace) -> dict:
+    ops = []
+    for op in trace.ops:
+        d = {"name": op.name, "kind": op.kind, "fn": op.fn, "phase": op.phase}
+        if op.block is not None:
+            d["block"] = op.block
+        d["inputs"] = [_tensor_data(t) for t in op.inputs]
+        d["outputs"] = [_tensor_data(t) for t in op.outputs]
+        if op.attrs:
+            d["attrs"] = dict(op.attrs)
+        ops.append(d)
+    return {
+        "version": 1,
+        "trace": trace.model,
+        "schedule": {"steps": trace.steps, "forward_passes": trace.forward_passes},
+        "run": dict(trace.run),
+        "inputs": [_tensor_data(t) for t in trace.inputs],
+        "ops": ops,
+    }
+
+
+class _FlowLists(yaml.SafeDumper):
+    pass
+
+
+def _repr_list(dumper, data):
+    flow = all(isinstance(x, (int, float, str)) for x in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_FlowLists.add_representer(list, _repr_list)
+
+
+def write_trace(trace: Trace, path: str | Path) -> None:
+    text = yaml.dump(trace_to_data(trace), Dumper=_FlowLists, sort_keys=False, width=100)
+    write_atomic(path, text)
