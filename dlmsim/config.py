@@ -118,10 +118,13 @@ def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def validation_message(e: ValidationError, source: str) -> str:
+def validation_message(e: ValidationError, source: str, tags: tuple[str, ...] = ()) -> str:
     """The first pydantic error as one line: 'source: key.path: message'."""
     err = e.errors()[0]
-    loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-"))
+    parts = [str(x) for x in err["loc"] if not str(x).startswith("function-")]
+    if parts and parts[0] in tags:  # a discriminated union's tag is not a key of the file
+        parts = parts[1:]
+    loc = ".".join(parts)
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key"

@@ -14,8 +14,17 @@ from dlmsim.workloads.ir import Op, Schedule, Tensor, Trace, TraceError
 from dlmsim.workloads.schema import WorkloadConfig
 from dlmsim.workloads.tracefile import trace_from_data, write_trace
 
-__all__ = ["Op", "Schedule", "Tensor", "Trace", "TraceError", "load_workload",
-           "load_workload_config", "build_trace", "write_trace"]
+__all__ = [
+    "Op",
+    "Schedule",
+    "Tensor",
+    "Trace",
+    "TraceError",
+    "build_trace",
+    "load_workload",
+    "load_workload_config",
+    "write_trace",
+]
 
 _ADAPTER = TypeAdapter(WorkloadConfig)
 
@@ -32,7 +41,7 @@ def load_workload_config(name_or_path: str | os.PathLike, **overrides: Any):
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as e:
-        raise InputError(validation_message(e, str(path))) from None
+        raise InputError(validation_message(e, str(path), tuple(BUILDERS))) from None
 
 
 def build_trace(cfg) -> Trace:

@@ -111,11 +111,9 @@ def _check_sfu(op: Op) -> None:
         if out_n != first_in:
             raise TraceError(f"op '{op.name}': {op.fn} must keep the element count "
                              f"({first_in} in, {out_n} out)")
-    elif op.fn != "timestep_embedding":
-        if op.outputs[0].numel != first_in:
-            raise TraceError(f"op '{op.name}': element-wise {op.fn} gives "
-                             f"{_shape(op.outputs[0].shape)} from an input of {first_in} "
-                             "elements")
+    elif op.fn != "timestep_embedding" and op.outputs[0].numel != first_in:
+        raise TraceError(f"op '{op.name}': element-wise {op.fn} gives "
+                         f"{_shape(op.outputs[0].shape)} from an input of {first_in} elements")
 
 
 def check_trace(trace: Trace) -> None:

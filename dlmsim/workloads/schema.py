@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
@@ -158,5 +158,5 @@ class LladaConfig(_Base):
 
 
 WorkloadConfig = Annotated[
-    Union[MdlmConfig, DiffusionLmConfig, LladaConfig], Field(discriminator="family")
+    MdlmConfig | DiffusionLmConfig | LladaConfig, Field(discriminator="family")
 ]

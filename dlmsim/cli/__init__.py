@@ -1,0 +1,31 @@
+"""The `dlmsim` command line: one entry point, one subcommand module per pipeline stage.
+
+Exit codes: 0 ok, 1 bad input (one line naming the problem, no traceback), 2 usage.
+Each subcommand lives in its own module here and registers itself on `app` when imported.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from dlmsim.cli import trace  # noqa: F401  (registers the subcommand)
+from dlmsim.cli.common import app, err
+from dlmsim.errors import InputError
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Console entry point: bad input becomes one line on stderr and exit code 1."""
+    try:
+        app()
+    except InputError as e:
+        err.print(f"error: {e}", markup=False, highlight=False)
+        sys.exit(1)
+    except FileNotFoundError as e:
+        err.print(f"error: file not found: {e.filename}", markup=False, highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted", highlight=False)
+        sys.exit(130)
+
