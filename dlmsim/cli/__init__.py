@@ -6,11 +6,17 @@ Each subcommand lives in its own module here and registers itself on `app` when 
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import sys
 
-from dlmsim.cli import trace  # noqa: F401  (registers the subcommand)
 from dlmsim.cli.common import app, err
 from dlmsim.errors import InputError
+
+# Every module of this package other than `common` defines subcommands on `app`.
+for _m in pkgutil.iter_modules(__path__):
+    if _m.name != "common":
+        importlib.import_module(f"{__name__}.{_m.name}")
 
 __all__ = ["app", "main"]
 
