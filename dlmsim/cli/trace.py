@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from dlmsim.cli.common import Fmt, app, emit_frame, err, fmt_num, out
+from dlmsim.errors import InputError
 
 
 @app.command()
@@ -27,7 +28,10 @@ def trace(
     t = load_workload(workload, batch=batch, seq_len=seq_len, steps=steps, cache=cache,
                       precision=precision)
     if output is not None:
-        write_trace(t, output)
+        try:
+            write_trace(t, output)
+        except OSError as e:
+            raise InputError(f"cannot write {output}: {e.strerror or e}") from None
         err.print(f"wrote {len(t.ops)} ops to {output}", highlight=False)
         return
     df = t.to_dataframe()

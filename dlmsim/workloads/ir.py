@@ -153,12 +153,20 @@ class Op:
             per_elem = SFU_FNS[self.fn]
             if self.fn == "residual" and len(self.inputs) > 2:
                 per_elem = 2.0  # gated: x + gate * y
+            if self.fn == "add":
+                per_elem = float(len(self.inputs) - 1)  # x + y + z: one add per extra operand
+            if self.fn == "rotary" and self.attr("rotate") == "qk":
+                # rotary on a fused qkv: only q and k (outputs 0, 1) rotate; v is only split.
+                return per_elem * (self.outputs[0].numel + self.outputs[1].numel)
             return per_elem * self.elements
         return 0.0
 
     @property
     def elements(self) -> int:
-        """Elements an SFU op streams through: its first (data) input."""
+        """Elements an SFU op streams through: its first (data) input (the output for a
+        timestep embedding, which expands each timestep into a sinusoid vector)."""
+        if self.fn == "timestep_embedding":
+            return self.outputs[0].numel
         return self.inputs[0].numel if self.inputs else 0
 
     @property

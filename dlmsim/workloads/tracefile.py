@@ -31,7 +31,7 @@ import yaml
 from pydantic import Field, NonNegativeFloat, NonNegativeInt
 
 from dlmsim.config import Strict, validate, write_atomic
-from dlmsim.workloads.ir import Op, Schedule, Tensor, Trace
+from dlmsim.workloads.ir import Op, Schedule, Tensor, Trace, TraceError
 
 
 class _TensorSpec(Strict):
@@ -77,8 +77,11 @@ def trace_from_data(data: dict, source: str) -> Trace:
            o.phase, o.block, tuple(sorted(o.attrs.items())))
         for o in spec.ops
     )
-    return Trace(spec.trace, ops, Schedule(spec.schedule.steps, spec.schedule.forward_passes),
-                 tuple(spec.run.items()), tuple(map(_tensor, spec.inputs)))
+    try:
+        return Trace(spec.trace, ops, Schedule(spec.schedule.steps, spec.schedule.forward_passes),
+                     tuple(spec.run.items()), tuple(map(_tensor, spec.inputs)))
+    except TraceError as e:
+        raise TraceError(f"{source}: {e}") from None
 
 
 def _tensor_data(t: Tensor) -> dict:

@@ -1,0 +1,313 @@
+"""Accelerator and device configs (arch/*.yaml, arch/devices/*.yaml), validated on load.
+
+The accelerator template (after SDA): one hybrid systolic array of `rows x cols` processing
+elements (PEs) that runs output-stationary (OS) or weight-stationary (WS), a special function
+unit (SFU) for the non-linear ops, a shared on-chip tile buffer between them, and off-chip
+memory behind DMA engines.
+
+A PE performs one multiply-accumulate per cycle at the configured bit widths. DSP packing
+sets how many PEs share one DSP (see `macs_per_dsp`): packing changes the DSP count, not
+the cycle count.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+
+from dlmsim.config import (
+    Strict,
+    bundled_dir,
+    bundled_names,
+    config_hash,
+    read_yaml,
+    resolve,
+    set_dotted,
+    validate,
+)
+from dlmsim.errors import InputError
+
+Bits = Literal[4, 8, 16, "fp32"]
+Dataflow = Literal["os", "ws"]
+
+
+# ------------------------------------------------------------------------------- devices
+class _Range(Strict):
+    min: PositiveFloat
+    max: PositiveFloat
+
+
+class _DeviceMemory(Strict):
+    kind: str
+    peak_gbps: PositiveFloat
+    confirmed: bool = True
+    note: str = ""
+
+
+class _Shell(Strict):
+    """Resources an Alveo shell reserves (not available to the kernel)."""
+
+    dsp: int = 0
+    bram36: int = 0
+    uram: int = 0
+    lut: int = 0
+    ff: int = 0
+
+
+class Device(Strict):
+    version: Literal[1]
+    name: str
+    board: str
+    part: str
+    dsp: PositiveInt
+    dsp_family: Literal["dsp48e2", "dsp58"]
+    bram36: int = Field(ge=0)
+    uram: int = Field(ge=0)
+    lut: PositiveInt
+    ff: PositiveInt
+    memory: _DeviceMemory
+    clock_mhz: _Range
+    shell: _Shell = _Shell()
+    confirmed: bool = True
+
+    def available(self) -> dict[str, int]:
+        """Resources left for the accelerator after the shell."""
+        return {
+            "dsp": self.dsp - self.shell.dsp,
+            "bram36": self.bram36 - self.shell.bram36,
+            "uram": self.uram - self.shell.uram,
+            "lut": self.lut - self.shell.lut,
+            "ff": self.ff - self.shell.ff,
+        }
+
+
+def load_device(name: str) -> Device:
+    d = bundled_dir("arch") / "devices"
+    path = d / f"{name}.yaml"
+    if not path.is_file():
+        known = bundled_names(os.path.join("arch", "devices"))
+        raise InputError(f"unknown device '{name}'; known: {', '.join(known)}")
+    return validate(Device, read_yaml(path), str(path))
+
+
+# ------------------------------------------------------------------------------ packing
+def macs_per_dsp(w_bits: Bits, a_bits: Bits, family: str) -> float:
+    """Multiply-accumulates one DSP slice sustains per cycle (hardware.md's table).
+
+    DSP48E2 (27x18): 16x16 -> 1, 8x8 -> 2 (one operand shared), W4A8 -> 2 (SDA's matmul
+    mode), 4x4 -> 4 (with LUT correction), fp32 MAC -> 1/5 (3 DSPs multiply + 2 add).
+    DSP58 (27x24): 16x16 -> 1, 8x8 / 8x4 / 4x4 -> 3, fp32 MAC -> 1.
+    Mixed 16-bit cases (16x8, 16x4) take the 16-bit figure: one product per DSP.
+    """
+    if w_bits == "fp32" or a_bits == "fp32":
+        return 1.0 if family == "dsp58" else 0.2
+    widest = max(w_bits, a_bits)
+    if widest == 16:
+        return 1.0
+    if family == "dsp58":
+        return 3.0
+    if widest == 8:
+        return 2.0
+    return 4.0  # 4 x 4
+
+
+def bytes_of(bits: Bits) -> float:
+    return 4.0 if bits == "fp32" else bits / 8
+
+
+# ---------------------------------------------------------------------------- the design
+class ArraySpec(Strict):
+    rows: PositiveInt
+    cols: PositiveInt
+    dataflows: tuple[Dataflow, ...] = ("os", "ws")
+    policy: Literal["os", "ws", "auto"] = "os"
+    switch_cycles: int = Field(64, ge=0)  # cycles to switch dataflow between ops (auto)
+
+    @model_validator(mode="after")
+    def _supported(self):
+        if not self.dataflows:
+            raise ValueError("dataflows: the array must support at least one of os, ws")
+        if self.policy != "auto" and self.policy not in self.dataflows:
+            raise ValueError(f"policy '{self.policy}' is a dataflow the array does not "
+                             f"support (dataflows: {', '.join(self.dataflows)})")
+        return self
+
+
+class BitsSpec(Strict):
+    weights: Bits = 8
+    activations: Bits = 8
+    accumulator: Literal[16, 24, 32, "fp32"] = 32
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        fp = [self.weights == "fp32", self.activations == "fp32", self.accumulator == "fp32"]
+        if any(fp) and not all(fp):
+            raise ValueError("an fp32 array needs fp32 weights, activations and accumulator")
+        if not any(fp):
+            need = self.weights + self.activations
+            if self.accumulator < need:
+                raise ValueError(f"accumulator {self.accumulator} bits is narrower than one "
+                                 f"{self.weights}x{self.activations}-bit product ({need} bits)")
+        return self
+
+
+SFU_PASSES_DEFAULT: dict[str, float] = {
+    # Passes over the data at lanes x elems_per_lane elements per cycle.
+    "layernorm": 2, "rmsnorm": 2, "softmax": 2, "log_softmax": 2, "gumbel_argmax": 2,
+    "modulate": 1, "gelu": 1, "silu": 1, "tanh": 1, "swiglu": 1, "rotary": 1, "residual": 1,
+    "add": 1, "timestep_embedding": 1, "exp_scale": 1, "argmax": 1, "rowmax": 1,
+    "dist_argmin": 1, "topk": 1, "masked_update": 1, "posterior_update": 1,
+    # Head split/merge are address patterns the DMA and buffer banks absorb: no SFU pass.
+    "split_heads": 0, "merge_heads": 0,
+}
+
+
+class SfuSpec(Strict):
+    lanes: PositiveInt = 5
+    elems_per_lane: PositiveInt = 2  # elements per lane per cycle
+    pipeline_depth_cycles: int = Field(32, ge=0)
+    bits: Literal[8, 16, 24, 32, "fp32"] = 16
+    passes: dict[str, float] = Field(default_factory=dict)  # overrides of SFU_PASSES_DEFAULT
+
+    @model_validator(mode="after")
+    def _known(self):
+        for fn, p in self.passes.items():
+            if fn not in SFU_PASSES_DEFAULT:
+                raise ValueError(f"passes: unknown SFU function '{fn}'")
+            if p < 0:
+                raise ValueError(f"passes.{fn}: must be >= 0")
+        return self
+
+    def fn_passes(self, fn: str) -> float:
+        return self.passes.get(fn, SFU_PASSES_DEFAULT.get(fn, 1))
+
+    @property
+    def elems_per_cycle(self) -> int:
+        return self.lanes * self.elems_per_lane
+
+
+class BufferSpec(Strict):
+    kib: PositiveFloat
+    banks: PositiveInt = 16
+    bytes_per_cycle: PositiveInt = 128  # buffer port width seen by array and SFU
+    memory: Literal["bram", "uram", "auto"] = "auto"
+    # Share of the capacity that holds whole activation tensors between ops; the rest holds
+    # the double-buffered tiles of the op in flight (a fixed split: a simplification).
+    resident_fraction: float = Field(0.5, ge=0, lt=1)
+
+    @property
+    def capacity_bytes(self) -> float:
+        return self.kib * 1024
+
+
+class MemorySpec(Strict):
+    peak_gbps: PositiveFloat | None = None  # default: the device's peak
+    efficiency: float = Field(0.85, gt=0, le=1)  # of min(port peak, channel peak)
+    latency_ns: float = Field(200.0, ge=0)  # first-byte latency per DMA transfer
+    ports: PositiveInt = 1  # AXI master ports
+    port_bits: Literal[32, 64, 128, 256, 512, 1024] = 512
+
+
+class Calibration(Strict):
+    """Correction factors fitted by `dlmsim calibrate` (never applied silently)."""
+
+    cycles: float = Field(1.0, gt=0)
+    dsp: float = Field(1.0, gt=0)
+    bram36: float = Field(1.0, gt=0)
+    uram: float = Field(1.0, gt=0)
+    lut: float = Field(1.0, gt=0)
+    ff: float = Field(1.0, gt=0)
+    clock_mhz: float | None = None
+    source: str = ""
+
+
+class Accelerator(Strict):
+    version: Literal[1]
+    name: str
+    description: str = ""
+    device: str
+    clock_mhz: PositiveFloat
+    array: ArraySpec
+    bits: BitsSpec = BitsSpec()
+    sfu: SfuSpec = SfuSpec()
+    buffer: BufferSpec
+    memory: MemorySpec = MemorySpec()
+    allow_overfull: bool = False  # simulate a design that does not fit the device anyway
+    calibration: Calibration | None = None
+
+    # ---- derived ----------------------------------------------------------------------
+    @property
+    def pes(self) -> int:
+        return self.array.rows * self.array.cols
+
+    @property
+    def period_s(self) -> float:
+        return 1e-6 / self.clock_mhz
+
+    def dev(self) -> Device:
+        return load_device(self.device)
+
+    def bandwidth_bytes_per_cycle(self, device: Device | None = None) -> float:
+        """Achieved off-chip bytes per cycle: min(ports x port width x clock, peak) x eff."""
+        device = device or self.dev()
+        peak = self.memory.peak_gbps or device.memory.peak_gbps
+        port_gbps = self.memory.ports * self.memory.port_bits / 8 * self.clock_mhz / 1e3
+        return min(port_gbps, peak) * self.memory.efficiency * 1e9 * self.period_s
+
+    def run_id(self) -> str:
+        return config_hash(self.model_dump(mode="json"))
+
+
+def _check_design(arch: Accelerator, source: str) -> None:
+    """Cross-field checks that need the device: the array must fit its DSPs."""
+    dev = arch.dev()
+    per_dsp = macs_per_dsp(arch.bits.weights, arch.bits.activations, dev.dsp_family)
+    dsps = math.ceil(arch.pes / per_dsp)
+    avail = dev.available()["dsp"]
+    if dsps > avail and not arch.allow_overfull:
+        raise InputError(
+            f"{source}: array {arch.array.rows}x{arch.array.cols} at W{arch.bits.weights}"
+            f"A{arch.bits.activations} needs {dsps} DSPs, device {dev.name} has {avail}"
+        )
+    lo, hi = dev.clock_mhz.min, dev.clock_mhz.max
+    if arch.clock_mhz > 2 * hi:
+        raise InputError(f"{source}: clock_mhz {arch.clock_mhz} is far above what {dev.name} "
+                         f"designs close at ({lo:g}-{hi:g} MHz)")
+
+
+def arch_from_data(data: dict, source: str, overrides: dict[str, Any] | None = None
+                   ) -> Accelerator:
+    data = dict(data)
+    for k, v in (overrides or {}).items():
+        set_dotted(data, k, v, _defaults_tree(data))
+    arch = validate(Accelerator, data, source)
+    _check_design(arch, source)
+    return arch
+
+
+def _defaults_tree(data: dict) -> dict:
+    """The full key tree of an arch (its keys plus every schema default), for --set hints."""
+    tree = {}
+    for name, field in Accelerator.model_fields.items():
+        ann = field.annotation
+        sub = getattr(ann, "model_fields", None)
+        tree[name] = {k: None for k in sub} if sub else None
+    tree["sfu"]["passes"] = {k: None for k in SFU_PASSES_DEFAULT}
+    for k, v in data.items():
+        if isinstance(v, dict) and isinstance(tree.get(k), dict):
+            tree[k].update(v)
+    return tree
+
+
+def load_arch(name_or_path: str | os.PathLike, **overrides: Any) -> Accelerator:
+    """A bundled arch name or a YAML path -> validated Accelerator.
+
+    Overrides are dotted paths with '.' or '__' as separator:
+    load_arch("int8-zcu102", **{"array.rows": 64}) or load_arch(..., array__rows=64).
+    """
+    path = resolve("arch", name_or_path, "arch")
+    dotted = {k.replace("__", "."): v for k, v in overrides.items()}
+    return arch_from_data(read_yaml(path), str(path), dotted)

@@ -1,0 +1,1 @@
+"""Per-tile cost models: systolic array, SFU, roofline."""

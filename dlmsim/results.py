@@ -1,0 +1,132 @@
+"""SimResult: what one simulation of (arch, trace) produced, with units in every name."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from dlmsim.resources import Resources
+
+
+@dataclass(frozen=True)
+class PhaseCost:
+    """Cycles and work of one execution of a phase (once / forward / step); adds and scales."""
+
+    cycles: float = 0.0
+    macs: float = 0.0
+    sfu_busy_cycles: float = 0.0
+    array_busy_cycles: float = 0.0
+    dram_bytes: float = 0.0
+
+    def __add__(self, other: PhaseCost) -> PhaseCost:
+        return PhaseCost(*(a + b for a, b in zip(self._t(), other._t())))
+
+    def __mul__(self, k: float) -> PhaseCost:
+        return PhaseCost(*(a * k for a in self._t()))
+
+    __rmul__ = __mul__
+
+    def _t(self):
+        return (self.cycles, self.macs, self.sfu_busy_cycles, self.array_busy_cycles,
+                self.dram_bytes)
+
+
+@dataclass
+class SimResult:
+    """Latency, utilisation, per-op rows and resources of one design on one workload.
+
+    `ops` has one row per op instance kind; `count` is how often it runs per sampling run
+    and `cycles` its attributed cycles per instance, so (count * cycles).sum() equals
+    `total_cycles`.
+    """
+
+    arch: str
+    workload: str
+    run: dict[str, Any]
+    clock_mhz: float
+    pes: int
+    bandwidth_bytes_per_cycle: float
+    once: PhaseCost
+    forward: PhaseCost
+    step: PhaseCost
+    forward_passes: float
+    steps: int
+    tokens_per_run: int
+    ops: pd.DataFrame
+    resources: Resources
+    calibrated_resources: Resources | None = None
+    cycle_factor: float | None = None  # calibration: reported / predicted cycles
+    timeline: list[tuple[str, str, int, float, float]] = field(default_factory=list)
+
+    @property
+    def run_cost(self) -> PhaseCost:
+        return self.once + self.forward * self.forward_passes + self.step * self.steps
+
+    @property
+    def total_cycles(self) -> float:
+        return self.run_cost.cycles
+
+    @property
+    def seconds(self) -> float:
+        return self.total_cycles / (self.clock_mhz * 1e6)
+
+    @property
+    def forward_s(self) -> float:
+        return self.forward.cycles / (self.clock_mhz * 1e6)
+
+    @property
+    def step_s(self) -> float:
+        """Mean seconds per sampling step: the run minus once-per-run work, over the steps."""
+        return (self.seconds - self.once.cycles / (self.clock_mhz * 1e6)) / max(self.steps, 1)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens_per_run / self.seconds if self.seconds else float("inf")
+
+    @property
+    def utilisation(self) -> dict[str, float]:
+        c = self.run_cost
+        if not c.cycles:
+            return {"array": 0.0, "sfu": 0.0, "memory": 0.0}
+        return {
+            "array": c.macs / (c.cycles * self.pes),
+            "sfu": c.sfu_busy_cycles / c.cycles,
+            "memory": c.dram_bytes / (c.cycles * self.bandwidth_bytes_per_cycle),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """Flat metrics with units in the keys (what `-o` writes and sweeps tabulate)."""
+        u = self.utilisation
+        res = self.resources
+        out = {
+            "arch": self.arch,
+            "workload": self.workload,
+            **{f"run_{k}": v for k, v in self.run.items()},
+            "clock_mhz": self.clock_mhz,
+            "total_cycles": self.total_cycles,
+            "latency_run_s": self.seconds,
+            "latency_forward_s": self.forward_s,
+            "latency_step_s": self.step_s,
+            "forward_passes": self.forward_passes,
+            "steps": self.steps,
+            "tokens_per_s": self.tokens_per_s,
+            "util_array": u["array"],
+            "util_sfu": u["sfu"],
+            "util_memory_bw": u["memory"],
+            "dram_bytes_per_run": self.run_cost.dram_bytes,
+            "fits": res.fits,
+            **{f"{k}_used": v for k, v in res.used.items()},
+            **{f"{k}_frac": v for k, v in res.fraction.items()},
+        }
+        if self.cycle_factor is not None:
+            out["latency_run_calibrated_s"] = self.seconds * self.cycle_factor
+        if self.calibrated_resources is not None:
+            out.update({f"{k}_used_calibrated": v
+                        for k, v in self.calibrated_resources.used.items()})
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.summary(), indent=1, default=float)
