@@ -12,6 +12,7 @@ the cycle count.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from typing import Any, Literal
@@ -84,7 +85,9 @@ class Device(Strict):
         }
 
 
+@functools.lru_cache(maxsize=64)
 def load_device(name: str) -> Device:
+    """A device of the database by name (cached: Device is immutable)."""
     d = bundled_dir("arch") / "devices"
     path = d / f"{name}.yaml"
     if not path.is_file():

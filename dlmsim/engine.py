@@ -6,8 +6,10 @@ buffer is a container that in-flight tiles occupy. Each op is split into `OpPlan
 equal row blocks; an event is a chunk's transfer or a chunk's computation, never a cycle.
 
 A chunk's life: DMA-in reserves its tile in the pool, waits for any DRAM producer's store,
-reads its bytes; its unit (array or SFU) computes it once loaded and once its on-chip
-producers' chunks are done; DMA-out writes its results; then the tile is freed. The DMA
+reads its bytes (at most `prefetch` chunks ahead of its unit: double buffering); its unit
+(array or SFU) computes it once loaded and once its on-chip
+producers' chunks are done; its write-back is queued on the channel as soon as it is
+computed (first come, first served); then the tile is freed. The DMA
 engine runs ahead in program order as far as the pool allows, so loads of one op overlap the
 compute of the previous ones (double buffering when the pool holds two tiles), and the SFU
 works on row blocks an OS array has just produced while the array goes on.
@@ -19,7 +21,7 @@ Simplifications:
   (row blocks flow in order); through any other input, or from a WS GEMM or a layout op, the
   consumer waits for the whole producer.
 - Each DMA transfer pays the memory's first-byte latency once; reads and writes share the
-  channel's achieved bandwidth.
+  channel's achieved bandwidth, one transfer at a time, write-backs first.
 """
 
 from __future__ import annotations
@@ -51,10 +53,11 @@ class SegmentRun:
 
 
 def run_segment(plans: list[OpPlan], pool_bytes: float, bw_bytes_per_cycle: float,
-                latency_cycles: float, record: bool = False) -> SegmentRun:
+                latency_cycles: float, record: bool = False, prefetch: int = 2) -> SegmentRun:
     """Simulate `plans` in order; return the makespan (cycles) and per-op timings."""
     env = simpy.Environment()
-    mem = simpy.Resource(env, capacity=1)
+    # Write-backs go before queued reads (priority 0 < 1): they free buffer space.
+    mem = simpy.PriorityResource(env, capacity=1)
     pool = simpy.Container(env, capacity=pool_bytes, init=pool_bytes)
     n = len(plans)
     timings = [OpTiming() for _ in plans]
@@ -84,8 +87,8 @@ def run_segment(plans: list[OpPlan], pool_bytes: float, bw_bytes_per_cycle: floa
             return table[i][k]
         return table[i][-1]
 
-    def transfer(nbytes: float):
-        with mem.request() as req:
+    def transfer(nbytes: float, priority: int):
+        with mem.request(priority=priority) as req:
             yield req
             t0 = env.now
             yield env.timeout(latency_cycles + nbytes / bw_bytes_per_cycle)
@@ -103,15 +106,26 @@ def run_segment(plans: list[OpPlan], pool_bytes: float, bw_bytes_per_cycle: floa
     def reserve(p: OpPlan) -> float:
         return min(p.tile_bytes, pool_bytes)
 
+    # Each unit owns a double buffer in the pool: a chunk may load once the chunk its unit
+    # computed `prefetch` chunks earlier is done (1 computing + 1 loading for prefetch 2).
+    unit_done: dict[str, list] = {}
+    for j, p in enumerate(plans):
+        unit_done.setdefault(p.unit, []).extend(done[j])
+
     def dma_in():
+        seen = dict.fromkeys(unit_done, 0)
         for j, p in enumerate(plans):
             per = p.dram_read_bytes / p.chunks
             for c in range(p.chunks):
+                k = seen[p.unit]
+                seen[p.unit] += 1
+                if k >= prefetch and p.unit != "dma":
+                    yield unit_done[p.unit][k - prefetch]
                 for i, prop in deps_dram[j]:
                     yield dep_event(stored, i, prop, j, c)
                 yield pool.get(reserve(p))
                 if per > 0:
-                    t0 = yield env.process(transfer(per))
+                    t0 = yield env.process(transfer(per, 1))
                     note("dma_in", j, c, t0)
                 loaded[j][c].succeed()
                 if p.unit == "dma":
@@ -132,21 +146,31 @@ def run_segment(plans: list[OpPlan], pool_bytes: float, bw_bytes_per_cycle: floa
                 note(unit, j, c, t0)
                 done[j][c].succeed()
 
-    def dma_out():
-        for j, p in enumerate(plans):
-            per = p.dram_write_bytes / p.chunks
-            for c in range(p.chunks):
-                yield done[j][c]
-                if per > 0:
-                    t0 = yield env.process(transfer(per))
-                    note("dma_out", j, c, t0)
-                stored[j][c].succeed()
-                yield pool.put(reserve(p))
+    def store(j: int, c: int, nbytes: float):
+        """The write-back of one chunk, issued as soon as it is computed."""
+        yield done[j][c]
+        t0 = yield env.process(transfer(nbytes, 0))
+        note("dma_out", j, c, t0)
+        stored[j][c].succeed()
+        yield pool.put(reserve(plans[j]))
+
+    def release(j: int, c: int):
+        def _cb(_event):
+            stored[j][c].succeed()
+            pool.put(reserve(plans[j]))
+        return _cb
+
+    for j, p in enumerate(plans):
+        per = p.dram_write_bytes / p.chunks
+        for c in range(p.chunks):
+            if per > 0:
+                env.process(store(j, c, per))
+            else:
+                done[j][c].callbacks.append(release(j, c))
 
     env.process(dma_in())
     env.process(compute("array"))
     env.process(compute("sfu"))
-    env.process(dma_out())
     env.run()
     if n and not stored[-1][-1].triggered:
         raise RuntimeError("engine deadlock: not every chunk completed")  # a bug, not input
@@ -202,9 +226,10 @@ def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False):
     """Simulate a whole sampling run of `trace` on `arch` -> SimResult.
 
     Once-per-run, forward and per-step ops are separate segments (no overlap between them).
-    Identical blocks of the forward pass are simulated twice in a row — the second one in the
-    steady state of the pipeline, overlapping the first — and the steady block is scaled to
-    the block count: forward = sim(pre, block0, block1, post) + (n - 2) * block1.
+    Identical blocks of the forward pass are simulated once alone and twice in a row; the
+    difference is the marginal cost of a block in the steady state of the pipeline, so
+    forward = sim(pre, b0, b1, post) + (n - 2) * (sim(pre, b0, b1, post) - sim(pre, b0, post)),
+    exact when every further block adds the same time (a periodic steady state).
     """
     from dlmsim.mapping import Mapper, check_buffer
     from dlmsim.resources import calibrated, estimate
@@ -234,20 +259,28 @@ def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False):
     pre, blocks, post = _block_groups(fwd)
     nb = len(blocks)
     if nb >= 2 and all(_same_structure(blocks[0], b) for b in blocks[1:]):
-        ops = pre + blocks[0] + blocks[1] + post
-        plans, seg = run(ops, record=timeline)
+        # Marginal cost of one more block in the pipeline's steady state: the difference of
+        # the forward simulated with two blocks and with one.
+        one = run(pre + blocks[0] + post)[1].cycles
+        plans, seg = run(pre + blocks[0] + blocks[1] + post, record=timeline)
+        marginal = seg.cycles - one
         rows = _rows(plans, seg, trace.forward_passes)
         a, b = len(pre), len(pre) + len(blocks[0])
         c = b + len(blocks[0])
         first, steady = rows[a:b], rows[b:c]
+        # The steady block's per-op split comes from the simulated second block; it is scaled
+        # so that the rows add up to sim(two blocks) + (n - 2) * marginal.
+        s1 = sum(r["cycles"] for r in steady)
+        f = (s1 + (nb - 2) * marginal) / ((nb - 1) * s1) if s1 > 0 else 0.0
+        idx = blocks[1][0].block
         merged = []
         for r0, r1 in zip(first, steady):
-            # One row per block op: the first block once, the steady block n - 1 times.
-            cyc = (r0["cycles"] + (nb - 1) * r1["cycles"]) / nb
+            cyc = (r0["cycles"] + (nb - 1) * f * r1["cycles"]) / nb
+            name = r1["plan"].op.name
+            for prefix in ("blocks", "layers"):
+                name = name.replace(f"{prefix}.{idx}.", f"{prefix}.*.")
             merged.append({**r1, "cycles": cyc, "count": trace.forward_passes * nb,
-                           "name": r1["plan"].op.name.replace(f"blocks.{blocks[1][0].block}.",
-                                                              "blocks.*.")
-                           .replace(f"layers.{blocks[1][0].block}.", "layers.*.")})
+                           "name": name})
         fwd_rows = rows[:a] + merged + rows[c:]
         if timeline:
             names = {p.op.name for p in plans[b:c]}

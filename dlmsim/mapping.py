@@ -232,7 +232,9 @@ class Mapper:
             writes = (0.0 if output_on_chip else self.tensor_bytes(op.outputs[0])) + spill
             reads += spill
             unit = "array"
-            rows = b * math.ceil(m / self.r)
+            # Chunks: array output blocks, independent of the buffer size (so that a bigger
+            # buffer only ever removes traffic, never coarsens the pipeline).
+            rows = b * math.ceil(m / self.r) * math.ceil(n / self.c)
             tile = 2 * (self.r * k * self.ab / ksplit) + k * self.c * (
                 self.wb if bop.role == "weight" else self.ab) / ksplit + self.r * self.c * self.accb
             compute_roof = op.macs * operand_passes(op, self.arch) / self.peak_macs
@@ -258,7 +260,9 @@ class Mapper:
                 cycles = work + (sfu.pipeline_depth_cycles if work else 0)
                 compute_roof = work
         memory_roof = (reads + writes) / self.bw
-        full = (op.kind == "gemm" and dataflow == "ws") or (
+        # Rows complete only at the op's end for WS, and when the weights come in several
+        # panels (the last panel finishes every row); layout ops permute whole tensors.
+        full = (op.kind == "gemm" and (dataflow == "ws" or panels > 1)) or (
             op.kind == "sfu" and op.fn in LAYOUT_FNS)
         return OpPlan(
             op=op, unit=unit, dataflow=dataflow, compute_cycles=float(cycles),
