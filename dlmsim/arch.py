@@ -264,6 +264,25 @@ class Accelerator(Strict):
         return config_hash(self.model_dump(mode="json"))
 
 
+def smallest_tile_bytes(arch: Accelerator) -> float:
+    """One R x 1 activation slice, a 1 x C weight slice, an R x C output block, doubled."""
+    r, c = arch.array.rows, arch.array.cols
+    ab, wb = bytes_of(arch.bits.activations), bytes_of(arch.bits.weights)
+    return 2 * (r * ab + c * wb) + r * c * ab
+
+
+def check_buffer(arch: Accelerator, source: str = "arch") -> None:
+    """The tile share of the buffer must hold the smallest double-buffered tile."""
+    pool = arch.buffer.capacity_bytes * (1 - arch.buffer.resident_fraction)
+    need = smallest_tile_bytes(arch)
+    if need > pool:
+        raise InputError(
+            f"{source}: buffer.kib {arch.buffer.kib:g} leaves {pool / 1024:.1f} KiB for tiles, "
+            f"less than the smallest {arch.array.rows}x{arch.array.cols} tile "
+            f"({need / 1024:.1f} KiB double-buffered)"
+        )
+
+
 def _check_design(arch: Accelerator, source: str) -> None:
     """Cross-field checks that need the device: the array must fit its DSPs."""
     dev = arch.dev()
@@ -275,6 +294,7 @@ def _check_design(arch: Accelerator, source: str) -> None:
             f"{source}: array {arch.array.rows}x{arch.array.cols} at W{arch.bits.weights}"
             f"A{arch.bits.activations} needs {dsps} DSPs, device {dev.name} has {avail}"
         )
+    check_buffer(arch, source)
     lo, hi = dev.clock_mhz.min, dev.clock_mhz.max
     if arch.clock_mhz > 2 * hi:
         raise InputError(f"{source}: clock_mhz {arch.clock_mhz} is far above what {dev.name} "

@@ -231,7 +231,8 @@ def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False):
     forward = sim(pre, b0, b1, post) + (n - 2) * (sim(pre, b0, b1, post) - sim(pre, b0, post)),
     exact when every further block adds the same time (a periodic steady state).
     """
-    from dlmsim.mapping import Mapper, check_buffer
+    from dlmsim.arch import check_buffer
+    from dlmsim.mapping import Mapper
     from dlmsim.resources import calibrated, estimate
     from dlmsim.results import SimResult
 

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 from dlmsim.arch import Accelerator, bytes_of
 from dlmsim.cost.systolic import gemm_cycles
-from dlmsim.errors import InputError
 from dlmsim.workloads.ir import Op
 
 ROW_WISE_FNS = {"layernorm", "rmsnorm", "softmax", "log_softmax", "gumbel_argmax", "argmax",
@@ -65,24 +64,6 @@ def operand_passes(op: Op, arch: Accelerator) -> int:
     if op.weight_operand is not None or w == "fp32" or a <= w:
         return 1
     return math.ceil(a / w)
-
-
-def smallest_tile_bytes(arch: Accelerator) -> float:
-    """One R x 1 activation slice, a 1 x C weight slice, an R x C output block, doubled."""
-    r, c = arch.array.rows, arch.array.cols
-    ab, wb = bytes_of(arch.bits.activations), bytes_of(arch.bits.weights)
-    return 2 * (r * ab + c * wb) + r * c * ab
-
-
-def check_buffer(arch: Accelerator, source: str = "arch") -> None:
-    pool = arch.buffer.capacity_bytes * (1 - arch.buffer.resident_fraction)
-    need = smallest_tile_bytes(arch)
-    if need > pool:
-        raise InputError(
-            f"{source}: buffer.kib {arch.buffer.kib:g} leaves {pool / 1024:.1f} KiB for tiles, "
-            f"less than the smallest {arch.array.rows}x{arch.array.cols} tile "
-            f"({need / 1024:.1f} KiB double-buffered)"
-        )
 
 
 class Mapper:

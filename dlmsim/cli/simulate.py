@@ -34,6 +34,8 @@ def simulate(
     steps: int | None = typer.Option(None, "--steps", "-t", help="Sampling steps."),
     cache: bool | None = typer.Option(None, "--cache/--no-cache", help="Sampler cache."),
     sets: list[str] | None = typer.Option(None, "--set", help="Arch override, dotted.key=value."),
+    wsets: list[str] | None = typer.Option(
+        None, "--workload-set", help="Workload override, dotted.key=value (run.gen_len=32)."),
     timeline: Path | None = typer.Option(None, "--timeline", help="Gantt chart of one block."),
     fmt: SimFmt = typer.Option(SimFmt.table, "--format", "-f", help="Output format."),
     output: Path | None = typer.Option(None, "-o", help="Directory for summary.json, ops.csv."),
@@ -45,7 +47,7 @@ def simulate(
 
     acc = dlmsim.load_arch(arch, **parse_sets(sets))
     trace = dlmsim.load_workload(workload, batch=batch, seq_len=seq_len, steps=steps,
-                                 cache=cache)
+                                 cache=cache, **parse_sets(wsets))
     res = dlmsim.simulate(acc, trace, timeline=bool(timeline or output))
     if output is not None:
         import pandas as pd

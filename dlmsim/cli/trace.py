@@ -19,14 +19,17 @@ def trace(
     steps: int | None = typer.Option(None, "--steps", "-t", help="Sampling steps."),
     cache: bool | None = typer.Option(None, "--cache/--no-cache", help="Sampler cache."),
     precision: str | None = typer.Option(None, help="Model dtype: fp32, bf16, fp16."),
+    sets: list[str] | None = typer.Option(
+        None, "--set", help="Workload override, dotted.key=value (run.gen_len=32, model.blocks=2)."),
     fmt: Fmt = typer.Option(Fmt.table, "--format", "-f", help="Output format."),
     output: Path | None = typer.Option(None, "-o", help="Write the trace to this YAML file."),
 ):
     """Print the operator trace of a model: ops with shapes, FLOPs and bytes, and totals."""
+    from dlmsim.config import parse_sets
     from dlmsim.workloads import load_workload, write_trace
 
     t = load_workload(workload, batch=batch, seq_len=seq_len, steps=steps, cache=cache,
-                      precision=precision)
+                      precision=precision, **parse_sets(sets))
     if output is not None:
         try:
             write_trace(t, output)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from dlmsim.config import read_yaml, resolve, validation_message
+from dlmsim.config import read_yaml, resolve, set_dotted, validation_message
 from dlmsim.errors import InputError
 from dlmsim.workloads.build import BUILDERS
 from dlmsim.workloads.ir import Op, Schedule, Tensor, Trace, TraceError
@@ -30,14 +30,18 @@ _ADAPTER = TypeAdapter(WorkloadConfig)
 
 
 def load_workload_config(name_or_path: str | os.PathLike, **overrides: Any):
-    """The validated model config, with run parameters overridden (batch=..., steps=...)."""
+    """The validated model config, with run parameters overridden (batch=..., steps=...)
+    or any dotted path (**{"model.blocks": 2}); unknown keys are errors naming them."""
     path = resolve("workloads", name_or_path, "workload")
     data = read_yaml(path)
     if "ops" in data:
         raise InputError(f"{path} is a trace file, not a model config")
-    run = dict(data.get("run") or {})
-    run.update({k: v for k, v in overrides.items() if v is not None})
-    data["run"] = run
+    data["run"] = dict(data.get("run") or {})
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        # A plain key is a run parameter; a dotted one a path (model.blocks, run.gen_len).
+        set_dotted(data, k if "." in k else f"run.{k}", v, data)
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as e:
