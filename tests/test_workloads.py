@@ -499,7 +499,7 @@ def test_run_overrides_are_validated():
         ({"steps": 1.5}, "run.steps: Input should be a valid integer"),
         ({"batch": "abc"}, "run.batch: Input should be a valid integer"),
         ({"precision": "fp8"}, "run.precision: Input should be"),
-        ({"colour": "red"}, "run.colour: unknown key"),
+        ({"colour": "red"}, "unknown key 'run.colour'"),
     ],
 )
 def test_bad_run_overrides(overrides, message):

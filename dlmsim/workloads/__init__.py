@@ -41,7 +41,10 @@ def load_workload_config(name_or_path: str | os.PathLike, **overrides: Any):
         if v is None:
             continue
         # A plain key is a run parameter; a dotted one a path (model.blocks, run.gen_len).
-        set_dotted(data, k if "." in k else f"run.{k}", v, data)
+        try:
+            set_dotted(data, k if "." in k else f"run.{k}", v, data)
+        except InputError as e:
+            raise InputError(f"{path}: {e}") from None
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as e:
