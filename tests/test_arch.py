@@ -1,0 +1,100 @@
+"""Accelerator and device configs: presets load, derived figures, and bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import dlmsim
+from dlmsim.arch import load_device, macs_per_dsp, smallest_tile_bytes
+from dlmsim.config import bundled_dir, bundled_names
+
+
+@pytest.mark.parametrize("name", bundled_names("arch"))
+def test_every_arch_preset_loads(name):
+    arch = dlmsim.load_arch(name)
+    assert arch.name == name
+    assert arch.bandwidth_bytes_per_cycle() > 0
+
+
+@pytest.mark.parametrize("path", sorted((bundled_dir("arch") / "devices").glob("*.yaml")))
+def test_every_device_loads(path):
+    dev = load_device(path.stem)
+    assert dev.dsp > 0 and dev.memory.peak_gbps > 0
+
+
+def test_bandwidth_per_cycle():
+    """sda-w4a8-zcu102: one 512-bit port at 300 MHz = 64 B x 300e6 = 19.2 GB/s; the DDR4
+    channel peak is 19.2 GB/s; achieved = min(19.2, 19.2) x 0.85 = 16.32 GB/s, per 300 MHz
+    cycle 16.32e9 / 300e6 = 54.4 B/cycle. With 16 ports on U280 HBM at 225 MHz:
+    16 x 64 B x 225e6 = 230.4 GB/s < 460 GB/s peak, x 0.9 = 207.36 GB/s = 921.6 B/cycle."""
+    assert dlmsim.load_arch("sda-w4a8-zcu102").bandwidth_bytes_per_cycle() == pytest.approx(54.4)
+    assert dlmsim.load_arch("int8-u280").bandwidth_bytes_per_cycle() == pytest.approx(921.6)
+
+
+def test_macs_per_dsp_table():
+    """hardware.md: DSP48E2 16x16 1, 8x8 2, W4A8 2, 4x4 4, fp32 MAC 1/5; DSP58 8x8 3."""
+    assert macs_per_dsp(16, 16, "dsp48e2") == 1
+    assert macs_per_dsp(8, 8, "dsp48e2") == 2
+    assert macs_per_dsp(4, 8, "dsp48e2") == 2
+    assert macs_per_dsp(4, 4, "dsp48e2") == 4
+    assert macs_per_dsp("fp32", "fp32", "dsp48e2") == pytest.approx(0.2)
+    assert macs_per_dsp(8, 8, "dsp58") == 3
+    assert macs_per_dsp("fp32", "fp32", "dsp58") == 1
+
+
+def test_smallest_tile():
+    """32x64 array at W4A8: 2 x (32 x 1 B + 64 x 0.5 B) + 32 x 64 x 1 B = 128 + 2048 B."""
+    assert smallest_tile_bytes(dlmsim.load_arch("sda-w4a8-zcu102")) == 2176
+
+
+def test_overrides_by_dotted_path():
+    arch = dlmsim.load_arch("int8-zcu102", **{"array.rows": 16}, array__cols=16)
+    assert (arch.array.rows, arch.array.cols) == (16, 16)
+    assert arch.run_id() != dlmsim.load_arch("int8-zcu102").run_id()
+    assert dlmsim.load_arch("int8-zcu102").run_id() == dlmsim.load_arch("int8-zcu102").run_id()
+
+
+@pytest.mark.parametrize(("sets", "message"), [
+    ({"array.rows": 128}, "array 128x64 at W8A8 needs 4096 DSPs, device zcu102 has 2520"),
+    ({"buffer.kib": 1}, "buffer.kib 1 leaves 0.5 KiB for tiles, less than the smallest 32x64"),
+    ({"memory.peak_gbps": 0}, "memory.peak_gbps: Input should be greater than 0"),
+    ({"memory.efficiency": 0}, "memory.efficiency: Input should be greater than 0"),
+    ({"clock_mhz": -5}, "clock_mhz: Input should be greater than 0"),
+    ({"bits.weights": 3}, "bits.weights: Input should be 4, 8, 16 or 'fp32'"),
+    ({"bits.weights": "fp32"}, "an fp32 array needs fp32 weights"),
+    ({"array.policy": "ws", "array.dataflows": ["os"]}, "policy 'ws' is a dataflow the array"),
+    ({"device": "zcu999"}, "unknown device 'zcu999'; known: kv260"),
+    ({"array.rowz": 4}, "unknown key 'array.rowz'; nearest: array.rows"),
+    ({"sfu.passes.softmaxx": 1}, "unknown key 'sfu.passes.softmaxx'; nearest: sfu.passes.softmax"),
+])
+def test_bad_arch_values(sets, message):
+    with pytest.raises(dlmsim.InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        dlmsim.load_arch("int8-zcu102", **sets)
+
+
+def _dlmsim(*args):
+    exe = Path(sys.executable).with_name("dlmsim")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_bad_arch_files_give_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nname: x\n  device: [zcu102\n")
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(Path(bundled_dir("arch") / "int8-zcu102.yaml").read_text()
+                     + "turbo: true\n")
+    cases = [
+        (bad, "malformed YAML"),
+        (extra, "turbo: unknown key"),
+        (tmp_path / "missing.yaml", "arch file not found"),
+    ]
+    for path, message in cases:
+        r = _dlmsim("simulate", "--arch", str(path), "--workload", "mdlm-tiny")
+        assert r.returncode == 1, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], r.stderr
+        assert "Traceback" not in r.stderr

@@ -1,0 +1,77 @@
+"""`dlmsim simulate` from the command line: tables with units, JSON, files, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from dlmsim.cli import app
+
+TINY = ["--workload", "mdlm-tiny", "--batch", "1", "--seq-len", "32", "--steps", "4"]
+
+
+def test_table_output_has_units():
+    r = CliRunner().invoke(app, ["simulate", "--arch", "sda-w4a8-zcu102", *TINY])
+    assert r.exit_code == 0, r.output
+    for text in ("latency per sampling run", " ms", "tokens/s", "MHz", "cyc", "DSP",
+                 "time by bound"):
+        assert text in r.output
+
+
+def test_json_and_output_files(tmp_path):
+    r = CliRunner().invoke(app, ["simulate", "-a", "int8-u280", *TINY, "--format", "json",
+                                 "-o", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["latency_run_s"] > 0 and summary["arch"] == "int8-u280"
+    ops = pd.read_csv(tmp_path / "out" / "ops.csv")
+    assert ops.run_cycles.sum() == summary["total_cycles"] or abs(
+        ops.run_cycles.sum() / summary["total_cycles"] - 1) < 1e-9
+    tl = pd.read_csv(tmp_path / "out" / "timeline.csv")
+    assert set(tl.unit) >= {"array", "sfu"}
+    # The arch written beside the results loads back unchanged.
+    r2 = CliRunner().invoke(app, ["simulate", "-a", str(tmp_path / "out" / "arch.yaml"), *TINY,
+                                  "--format", "json"])
+    assert r2.exit_code == 0, r2.output
+
+
+def test_set_overrides_the_arch():
+    r = CliRunner().invoke(app, ["simulate", "-a", "int8-zcu102", *TINY, "--format", "json",
+                                 "--set", "array.rows=16", "--set", "array.policy=ws"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["dsp_used"] < 1100
+
+
+def _dlmsim(*args):
+    exe = Path(sys.executable).with_name("dlmsim")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_bad_input_is_one_line_exit_1():
+    cases = [
+        (["simulate", "-a", "nope", *TINY], "unknown arch 'nope'"),
+        (["simulate", "-a", "int8-zcu102", *TINY, "--set", "array.rows=999"], "needs"),
+        (["simulate", "-a", "int8-zcu102", *TINY, "--set", "memory.peak_gbps=0"],
+         "memory.peak_gbps: Input should be greater than 0"),
+        (["simulate", "-a", "int8-zcu102", *TINY, "--set", "clock_mhz=0"],
+         "clock_mhz: Input should be greater than 0"),
+        (["simulate", "-a", "int8-zcu102", *TINY, "--set", "buffer.kib=60000"],
+         "does not fit zcu102"),
+        (["simulate", "-a", "int8-zcu102", *TINY, "--set", "bits.activations=2"],
+         "bits.activations"),
+        (["simulate", "-a", "int8-zcu102", "--workload", "nope"], "unknown workload 'nope'"),
+    ]
+    for args, message in cases:
+        r = _dlmsim(*args)
+        assert r.returncode == 1, (args, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (args, r.stderr)
+
+
+def test_usage_error_is_exit_2():
+    assert _dlmsim("simulate", "--arch").returncode == 2
