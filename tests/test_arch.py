@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -76,12 +74,7 @@ def test_bad_arch_values(sets, message):
         dlmsim.load_arch("int8-zcu102", **sets)
 
 
-def _dlmsim(*args):
-    exe = Path(sys.executable).with_name("dlmsim")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60)
-
-
-def test_bad_arch_files_give_one_line(tmp_path):
+def test_bad_arch_files_give_one_line(tmp_path, run_dlmsim):
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nname: x\n  device: [zcu102\n")
     extra = tmp_path / "extra.yaml"
@@ -93,7 +86,7 @@ def test_bad_arch_files_give_one_line(tmp_path):
         (tmp_path / "missing.yaml", "arch file not found"),
     ]
     for path, message in cases:
-        r = _dlmsim("simulate", "--arch", str(path), "--workload", "mdlm-tiny")
+        r = run_dlmsim("simulate", "--arch", str(path), "--workload", "mdlm-tiny")
         assert r.returncode == 1, r.stderr
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], r.stderr

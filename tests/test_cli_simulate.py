@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 from typer.testing import CliRunner
@@ -47,12 +44,7 @@ def test_set_overrides_the_arch():
     assert json.loads(r.output)["dsp_used"] < 1100
 
 
-def _dlmsim(*args):
-    exe = Path(sys.executable).with_name("dlmsim")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60)
-
-
-def test_bad_input_is_one_line_exit_1():
+def test_bad_input_is_one_line_exit_1(run_dlmsim):
     cases = [
         (["simulate", "-a", "nope", *TINY], "unknown arch 'nope'"),
         (["simulate", "-a", "int8-zcu102", *TINY, "--set", "array.rows=999"], "needs"),
@@ -67,11 +59,11 @@ def test_bad_input_is_one_line_exit_1():
         (["simulate", "-a", "int8-zcu102", "--workload", "nope"], "unknown workload 'nope'"),
     ]
     for args, message in cases:
-        r = _dlmsim(*args)
+        r = run_dlmsim(*args)
         assert r.returncode == 1, (args, r.stderr)
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, r.stderr)
 
 
-def test_usage_error_is_exit_2():
-    assert _dlmsim("simulate", "--arch").returncode == 2
+def test_usage_error_is_exit_2(run_dlmsim):
+    assert run_dlmsim("simulate", "--arch").returncode == 2

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import dlmsim_exe
 from typer.testing import CliRunner
 
 from dlmsim.cli import app, main
@@ -205,8 +205,7 @@ def test_cli_runner_sees_the_input_error(tmp_path):
 
 
 def _dlmsim() -> str:
-    exe = Path(sys.executable).with_name("dlmsim")
-    return str(exe) if exe.exists() else shutil.which("dlmsim")
+    return dlmsim_exe()
 
 
 def test_console_script_bad_trace_file(tmp_path):
