@@ -115,15 +115,16 @@ def build_mdlm(cfg: MdlmConfig) -> Trace:
         g.block = i
         p = f"blocks.{i}"
         mod = g.linear(f"{p}.adaLN", c, 6 * D, f"{p}.adaLN_modulation", phase=cond_phase)
-        h = g.sfu(f"{p}.norm1", "layernorm", [x, g.weight(f"{p}.norm1.weight", D)])
+        h = g.sfu(f"{p}.norm1", "layernorm", [x, g.weight(f"{p}.norm1.weight", D)], eps=1e-5)
         h = g.sfu(f"{p}.modulate1", "modulate", [h, mod], chunks=6, shift=0, scale=1)
         qkv = g.linear(f"{p}.qkv", h, 3 * D, f"{p}.attn_qkv", bias=False)
         q, k, v = (g.act(f"{p}.{n}", B, H, L, dh) for n in "qkv")
-        g.add(f"{p}.rotary", "sfu", "rotary", [qkv, cos, sin], [q, k, v], rotate="qk")
+        g.add(f"{p}.rotary", "sfu", "rotary", [qkv, cos, sin], [q, k, v], rotate="qk",
+              theta=1e4)
         a = g.attention(f"{p}.attn", q, k, v, D)
         y = g.linear(f"{p}.attn_out", a, D, f"{p}.attn_out", bias=False)
         x = g.sfu(f"{p}.residual1", "residual", [x, y, mod], chunks=6, gate=2)
-        h = g.sfu(f"{p}.norm2", "layernorm", [x, g.weight(f"{p}.norm2.weight", D)])
+        h = g.sfu(f"{p}.norm2", "layernorm", [x, g.weight(f"{p}.norm2.weight", D)], eps=1e-5)
         h = g.sfu(f"{p}.modulate2", "modulate", [h, mod], chunks=6, shift=3, scale=4)
         h = g.linear(f"{p}.mlp1", h, m.mlp_ratio * D, f"{p}.mlp.0")
         h = g.sfu(f"{p}.gelu", "gelu", [h], approx="tanh")
@@ -132,7 +133,8 @@ def build_mdlm(cfg: MdlmConfig) -> Trace:
     g.block = None
 
     mod = g.linear("final.adaLN", c, 2 * D, "output_layer.adaLN_modulation", phase=cond_phase)
-    h = g.sfu("final.norm", "layernorm", [x, g.weight("output_layer.norm_final.weight", D)])
+    h = g.sfu("final.norm", "layernorm", [x, g.weight("output_layer.norm_final.weight", D)],
+              eps=1e-5)
     h = g.sfu("final.modulate", "modulate", [h, mod], chunks=2, shift=0, scale=1)
     logits = g.linear("final.linear", h, V, "output_layer.linear")
     # MASK column suppressed, log-softmax over V, unmasked positions forced to one-hot.
@@ -185,7 +187,7 @@ def build_diffusion_lm(cfg: DiffusionLmConfig) -> Trace:
           [pos])
     x = g.sfu("embed.add", "add", [h, pos, temb])
     x = g.sfu("embed.norm", "layernorm",
-              [x, g.weight("LayerNorm.weight", D), g.weight("LayerNorm.bias", D)])
+              [x, g.weight("LayerNorm.weight", D), g.weight("LayerNorm.bias", D)], eps=1e-12)
 
     for i in range(m.layers):
         g.block = i
@@ -198,13 +200,13 @@ def build_diffusion_lm(cfg: DiffusionLmConfig) -> Trace:
         y = g.linear(f"{p}.attn_dense", a, D, f"{w}.attention.output.dense")
         x = g.sfu(f"{p}.residual1", "residual", [x, y])
         x = g.sfu(f"{p}.norm1", "layernorm", [x, g.weight(f"{w}.attention.output.LayerNorm.weight",
-                  D), g.weight(f"{w}.attention.output.LayerNorm.bias", D)])
+                  D), g.weight(f"{w}.attention.output.LayerNorm.bias", D)], eps=1e-12)
         h = g.linear(f"{p}.ffn1", x, m.ffn, f"{w}.intermediate.dense")
         h = g.sfu(f"{p}.gelu", "gelu", [h], approx="erf")
         y = g.linear(f"{p}.ffn2", h, D, f"{w}.output.dense")
         x = g.sfu(f"{p}.residual2", "residual", [x, y])
         x = g.sfu(f"{p}.norm2", "layernorm", [x, g.weight(f"{w}.output.LayerNorm.weight", D),
-                  g.weight(f"{w}.output.LayerNorm.bias", D)])
+                  g.weight(f"{w}.output.LayerNorm.bias", D)], eps=1e-12)
     g.block = None
 
     h = g.linear("down_proj.fc1", x, D, "output_down_proj.0")
@@ -244,22 +246,24 @@ def build_llada(cfg: LladaConfig) -> Trace:
         g.block = i
         p = f"blocks.{i}"
         w = f"transformer.blocks.{i}"
-        h = g.sfu(f"{p}.attn_norm", "rmsnorm", [x, g.weight(f"{w}.attn_norm.weight", D)])
+        h = g.sfu(f"{p}.attn_norm", "rmsnorm", [x, g.weight(f"{w}.attn_norm.weight", D)],
+                  eps=1e-5)
         q, k, v = (g.linear(f"{p}.{n}", h, D, f"{w}.{n}_proj", bias=False) for n in "qkv")
-        q = g.sfu(f"{p}.rotary_q", "rotary", [q, cos, sin], shape=(B, H, L, dh))
-        k = g.sfu(f"{p}.rotary_k", "rotary", [k, cos, sin], shape=(B, H, L, dh))
+        q = g.sfu(f"{p}.rotary_q", "rotary", [q, cos, sin], shape=(B, H, L, dh), theta=5e5)
+        k = g.sfu(f"{p}.rotary_k", "rotary", [k, cos, sin], shape=(B, H, L, dh), theta=5e5)
         v = g.split_heads(f"{p}.v_heads", v, H)
         a = g.attention(f"{p}.attn", q, k, v, D)
         y = g.linear(f"{p}.attn_out", a, D, f"{w}.attn_out", bias=False)
         x = g.sfu(f"{p}.residual1", "residual", [x, y])
-        h = g.sfu(f"{p}.ff_norm", "rmsnorm", [x, g.weight(f"{w}.ff_norm.weight", D)])
+        h = g.sfu(f"{p}.ff_norm", "rmsnorm", [x, g.weight(f"{w}.ff_norm.weight", D)],
+                  eps=1e-5)
         gate = g.linear(f"{p}.ff_gate", h, m.ffn, f"{w}.ff_proj", bias=False)
         up = g.linear(f"{p}.ff_up", h, m.ffn, f"{w}.up_proj", bias=False)
         h = g.sfu(f"{p}.swiglu", "swiglu", [gate, up])
         y = g.linear(f"{p}.ff_down", h, D, f"{w}.ff_out", bias=False)
         x = g.sfu(f"{p}.residual2", "residual", [x, y])
     g.block = None
-    h = g.sfu("final.norm", "rmsnorm", [x, g.weight("transformer.ln_f.weight", D)])
+    h = g.sfu("final.norm", "rmsnorm", [x, g.weight("transformer.ln_f.weight", D)], eps=1e-5)
     logits = g.linear("final.lm_head", h, V, "transformer.ff_out", bias=False)
 
     # Every step: x0 = argmax(logits) (temperature 0), p = softmax, confidence = max p,
