@@ -65,7 +65,8 @@ def read_yaml(path: Path) -> dict:
     except OSError as e:
         raise InputError(f"cannot read {path}: {e.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        # LibYAML's loader when present: trace files of big models have thousands of ops.
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -109,8 +109,8 @@ def trace_to_data(trace: Trace) -> dict:
     }
 
 
-class _FlowLists(yaml.SafeDumper):
-    pass
+class _FlowLists(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
+    """Short lists (shapes) in flow style: one tensor per line stays readable."""
 
 
 def _repr_list(dumper, data):
