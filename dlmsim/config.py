@@ -31,11 +31,12 @@ class Strict(BaseModel):
 def bundled_dir(kind: str) -> Path:
     """Directory of the bundled configs of a kind ('arch', 'workloads', 'sweeps').
 
-    A wheel carries them in dlmsim/bundled/; an editable install reads the repo's top level.
+    They live at the top of the checkout (dlmsim is installed editable from it); the
+    environment variable DLMSIM_HOME points at another checkout or copy of those folders.
     """
-    here = Path(__file__).resolve().parent
-    packaged = here / "bundled" / kind
-    return packaged if packaged.is_dir() else here.parent / kind
+    home = os.environ.get("DLMSIM_HOME")
+    root = Path(home) if home else Path(__file__).resolve().parent.parent
+    return root / kind
 
 
 def bundled_names(kind: str, suffix: str = ".yaml") -> list[str]:
