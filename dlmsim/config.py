@@ -68,11 +68,15 @@ def read_yaml(path: Path) -> dict:
     try:
         # LibYAML's loader when present: trace files of big models have thousands of ops.
         data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise InputError(f"malformed YAML in {path}{where}: {problem}") from None
+    except yaml.YAMLError:
+        try:  # the pure-Python loader words its errors the same on every machine
+            yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise InputError(f"malformed YAML in {path}{where}: {problem}") from None
+        raise InputError(f"malformed YAML in {path}") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping of keys at the top level")
     return data
