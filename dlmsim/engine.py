@@ -313,7 +313,8 @@ def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False):
         step=costs["step"], forward_passes=trace.forward_passes, steps=trace.steps,
         tokens_per_run=int(tokens), ops=df, resources=res,
         calibrated_resources=calibrated(res, arch),
-        cycle_factor=cal.cycles if cal is not None else None, timeline=events,
+        cycle_factor=cal.cycles if cal is not None else None,
+        calibrated_clock_mhz=cal.clock_mhz if cal is not None else None, timeline=events,
     )
 
 

@@ -59,6 +59,7 @@ class SimResult:
     resources: Resources
     calibrated_resources: Resources | None = None
     cycle_factor: float | None = None  # calibration: reported / predicted cycles
+    calibrated_clock_mhz: float | None = None  # calibration: the clock synthesis estimated
     timeline: list[tuple[str, str, int, float, float]] = field(default_factory=list)
 
     @property
@@ -81,6 +82,14 @@ class SimResult:
     def step_s(self) -> float:
         """Mean seconds per sampling step: the run minus once-per-run work, over the steps."""
         return (self.seconds - self.once.cycles / (self.clock_mhz * 1e6)) / max(self.steps, 1)
+
+    @property
+    def calibration_time_factor(self) -> float:
+        """Calibrated / raw time: the cycle factor, and the synthesised clock if it is known."""
+        f = self.cycle_factor or 1.0
+        if self.calibrated_clock_mhz:
+            f *= self.clock_mhz / self.calibrated_clock_mhz
+        return f
 
     @property
     def tokens_per_s(self) -> float:
@@ -122,7 +131,7 @@ class SimResult:
             **{f"{k}_frac": v for k, v in res.fraction.items()},
         }
         if self.cycle_factor is not None:
-            out["latency_run_calibrated_s"] = self.seconds * self.cycle_factor
+            out["latency_run_calibrated_s"] = self.seconds * self.calibration_time_factor
         if self.calibrated_resources is not None:
             out.update({f"{k}_used_calibrated": v
                         for k, v in self.calibrated_resources.used.items()})

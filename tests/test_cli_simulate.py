@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from dlmsim.cli import app
+from dlmsim.config import bundled_dir
 
 TINY = ["--workload", "mdlm-tiny", "--batch", "1", "--seq-len", "32", "--steps", "4"]
 
@@ -67,3 +69,19 @@ def test_bad_input_is_one_line_exit_1(run_dlmsim):
 
 def test_usage_error_is_exit_2(run_dlmsim):
     assert run_dlmsim("simulate", "--arch").returncode == 2
+
+
+def test_calibrated_figures_beside_raw(tmp_path):
+    """A calibration section with cycles x1.18 and a synthesised clock of 231 MHz (design
+    250 MHz) gives calibrated time = raw x 1.18 x 250 / 231; raw figures stay as they were."""
+    arch = tmp_path / "cal.yaml"
+    arch.write_text((bundled_dir("arch") / "int8-zcu102.yaml").read_text()
+                    + "calibration: {cycles: 1.18, clock_mhz: 231, dsp: 1.05}\n")
+    raw = CliRunner().invoke(app, ["simulate", "-a", "int8-zcu102", *TINY, "-f", "json"])
+    cal = CliRunner().invoke(app, ["simulate", "-a", str(arch), *TINY, "-f", "json"])
+    raw, cal = json.loads(raw.output), json.loads(cal.output)
+    assert cal["latency_run_s"] == raw["latency_run_s"]
+    assert cal["latency_run_calibrated_s"] == pytest.approx(raw["latency_run_s"] * 1.18 * 250 / 231)
+    assert cal["dsp_used_calibrated"] == pytest.approx(raw["dsp_used"] * 1.05)
+    table = CliRunner().invoke(app, ["simulate", "-a", str(arch), *TINY])
+    assert "calibrated (x1.18 cycles, 231 MHz)" in table.output

@@ -85,14 +85,16 @@ def _print_tables(res, acc, top: int) -> None:
               header_style="bold")
     t.add_column("metric")
     t.add_column("value", justify="right")
-    cal = res.cycle_factor
+    cal = res.calibration_time_factor if res.cycle_factor is not None else None
     if cal:
-        t.add_column(f"calibrated (x{cal:.3g} cycles)", justify="right")
+        clk = f", {res.calibrated_clock_mhz:g} MHz" if res.calibrated_clock_mhz else ""
+        t.add_column(f"calibrated (x{res.cycle_factor:.3g} cycles{clk})", justify="right")
 
     def row(name, value, cal_value=""):
         t.add_row(name, value, *([cal_value] if cal else []))
 
-    row("clock", f"{acc.clock_mhz:g} MHz")
+    row("clock", f"{acc.clock_mhz:g} MHz",
+        f"{res.calibrated_clock_mhz:g} MHz" if cal and res.calibrated_clock_mhz else "")
     row("latency per forward pass", _seconds(res.forward_s),
         _seconds(res.forward_s * cal) if cal else "")
     row("latency per sampling step (mean)", _seconds(res.step_s),
@@ -121,7 +123,7 @@ def _print_tables(res, acc, top: int) -> None:
         per.add_column(col, justify="left" if col in ("op", "phase", "unit", "dataflow",
                                                        "bound") else "right")
     for r in shown.itertuples(index=False):
-        per.add_row(r.name, r.phase, r.unit, r.dataflow or "-", f"{r.count:g}",
+        per.add_row(r.name, r.phase, r.unit, r.dataflow or "-", f"{r.count:.4g}",
                     fmt_num(r.span_cycles) + "cyc", fmt_num(r.roofline_cycles) + "cyc",
                     fmt_num(r.cycles) + "cyc",
                     fmt_num(r.dram_read_bytes + r.dram_write_bytes) + "B", r.bound,
