@@ -1,25 +1,26 @@
 """Event-driven model (SimPy) of the array, the SFU, the tile buffer and off-chip memory.
 
-One SimPy process each for the DMA read engine, the DMA write engine, the array and the SFU;
-the off-chip channel is a resource one transfer holds at a time; the tile pool of the shared
-buffer is a container that in-flight tiles occupy. Each op is split into `OpPlan.chunks`
-equal row blocks; an event is a chunk's transfer or a chunk's computation, never a cycle.
+SimPy processes: one DMA read queue per unit, one write-back per chunk, the array, the SFU;
+the off-chip channel is a resource one transfer holds at a time. Each op is split into
+`OpPlan.chunks` equal row blocks; an event is a chunk's transfer or a chunk's computation,
+never a cycle.
 
-A chunk's life: DMA-in reserves its tile in the pool, waits for any DRAM producer's store,
-reads its bytes (at most `prefetch` chunks ahead of its unit: double buffering); its unit
-(array or SFU) computes it once loaded and once its on-chip
-producers' chunks are done; its write-back is queued on the channel as soon as it is
-computed (first come, first served); then the tile is freed. The DMA
-engine runs ahead in program order as far as the pool allows, so loads of one op overlap the
-compute of the previous ones (double buffering when the pool holds two tiles), and the SFU
+A chunk's life: its unit's DMA queue waits until the unit's double buffer has a free slot
+(the chunk `prefetch` places earlier on that unit is done) and until any DRAM producer has
+written back what it reads, then reads its bytes; the unit computes it once it is loaded and
+its on-chip producers' chunks are done; its write-back is queued on the channel as soon as
+it is computed. So loads overlap compute, write-backs overlap the next chunks, and the SFU
 works on row blocks an OS array has just produced while the array goes on.
+
+The tile buffer: its resident share holds whole activations between ops (the mapping decides
+which); its tile share holds one double buffer per unit, whose tiles the mapping sized to fit.
 
 Simplifications:
 - Chunk granularity: an op's work, bytes and cycles are spread evenly over its chunks; the
   pipeline fill/drain of an op is resolved to one chunk (error shrinks with max_chunks).
 - Dependencies through an op's first (streamed) input map chunk to chunk proportionally
-  (row blocks flow in order); through any other input, or from a WS GEMM or a layout op, the
-  consumer waits for the whole producer.
+  (row blocks flow in order); through any other input, or from a WS GEMM, a multi-panel GEMM
+  or a layout op, the consumer waits for the whole producer.
 - Each DMA transfer pays the memory's first-byte latency once; reads and writes share the
   channel's achieved bandwidth, one transfer at a time, write-backs first.
 """
@@ -52,13 +53,12 @@ class SegmentRun:
     # (unit, op name, chunk, start cycle, end cycle) for timelines
 
 
-def run_segment(plans: list[OpPlan], pool_bytes: float, bw_bytes_per_cycle: float,
-                latency_cycles: float, record: bool = False, prefetch: int = 2) -> SegmentRun:
+def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: float,
+                record: bool = False, prefetch: int = 2) -> SegmentRun:
     """Simulate `plans` in order; return the makespan (cycles) and per-op timings."""
     env = simpy.Environment()
     # Write-backs go before queued reads (priority 0 < 1): they free buffer space.
     mem = simpy.PriorityResource(env, capacity=1)
-    pool = simpy.Container(env, capacity=pool_bytes, init=pool_bytes)
     n = len(plans)
     timings = [OpTiming() for _ in plans]
     events: list = []
@@ -103,27 +103,26 @@ def run_segment(plans: list[OpPlan], pool_bytes: float, bw_bytes_per_cycle: floa
         if record:
             events.append((unit, plans[j].op.name, c, t0, env.now))
 
-    def reserve(p: OpPlan) -> float:
-        return min(p.tile_bytes, pool_bytes)
-
-    # Each unit owns a double buffer in the pool: a chunk may load once the chunk its unit
-    # computed `prefetch` chunks earlier is done (1 computing + 1 loading for prefetch 2).
+    # The tile share of the buffer holds a double buffer per unit (the mapping sized the
+    # tiles to fit it): a chunk may load once the chunk its unit computed `prefetch` chunks
+    # earlier is done (1 computing + 1 loading for prefetch 2).
     unit_done: dict[str, list] = {}
     for j, p in enumerate(plans):
         unit_done.setdefault(p.unit, []).extend(done[j])
 
-    def dma_in():
-        seen = dict.fromkeys(unit_done, 0)
+    def dma_in(unit: str):
+        """Loads of one unit's chunks in program order, through the shared channel."""
+        k = 0
         for j, p in enumerate(plans):
+            if p.unit != unit:
+                continue
             per = p.dram_read_bytes / p.chunks
             for c in range(p.chunks):
-                k = seen[p.unit]
-                seen[p.unit] += 1
-                if k >= prefetch and p.unit != "dma":
-                    yield unit_done[p.unit][k - prefetch]
+                if k >= prefetch and unit != "dma":
+                    yield unit_done[unit][k - prefetch]
+                k += 1
                 for i, prop in deps_dram[j]:
                     yield dep_event(stored, i, prop, j, c)
-                yield pool.get(reserve(p))
                 if per > 0:
                     t0 = yield env.process(transfer(per, 1))
                     note("dma_in", j, c, t0)
@@ -152,23 +151,17 @@ def run_segment(plans: list[OpPlan], pool_bytes: float, bw_bytes_per_cycle: floa
         t0 = yield env.process(transfer(nbytes, 0))
         note("dma_out", j, c, t0)
         stored[j][c].succeed()
-        yield pool.put(reserve(plans[j]))
-
-    def release(j: int, c: int):
-        def _cb(_event):
-            stored[j][c].succeed()
-            pool.put(reserve(plans[j]))
-        return _cb
 
     for j, p in enumerate(plans):
         per = p.dram_write_bytes / p.chunks
         for c in range(p.chunks):
             if per > 0:
                 env.process(store(j, c, per))
-            else:
-                done[j][c].callbacks.append(release(j, c))
+            else:  # nothing to write back: the results are on chip once computed
+                stored[j][c] = done[j][c]
 
-    env.process(dma_in())
+    for unit in unit_done:
+        env.process(dma_in(unit))
     env.process(compute("array"))
     env.process(compute("sfu"))
     env.run()
@@ -245,13 +238,12 @@ def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False):
         raise InputError(f"{arch.name} does not fit {device.name}: {res.describe_over()} "
                          "(set allow_overfull: true to simulate it anyway)")
     mapper = Mapper(arch, max_chunks=max_chunks)
-    pool = mapper.pool
     bw = mapper.bw
     lat = arch.memory.latency_ns * 1e-9 * arch.clock_mhz * 1e6
 
     def run(ops, record=False):
         plans = mapper.plan(ops)
-        return plans, run_segment(plans, pool, bw, lat, record)
+        return plans, run_segment(plans, bw, lat, record)
 
     all_rows = []
     events = []

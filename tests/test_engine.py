@@ -39,8 +39,7 @@ def test_two_tile_gemm_overlaps_load_compute_store():
     """One GEMM in two chunks: 200 B in, 200 cycles of compute, 100 B out; 1 B/cycle, no
     latency. Chunk 0 loads 0-100; chunk 1 loads 100-200 while chunk 0 computes 100-200;
     chunk 0 stores 200-250 while chunk 1 computes 200-300; chunk 1 stores 300-350."""
-    run = run_segment([_plan(GEMM, "array", 200, 200, 100)], pool_bytes=100,
-                      bw_bytes_per_cycle=1.0, latency_cycles=0, record=True)
+    run = run_segment([_plan(GEMM, "array", 200, 200, 100)], bw_bytes_per_cycle=1.0, latency_cycles=0, record=True)
     assert _log(run) == [
         (0, "dma_in", "gemm", 0, 100),
         (100, "array", "gemm", 0, 200),
@@ -58,7 +57,7 @@ def test_sfu_consumes_array_rows_while_array_continues():
     soon as the array's chunk 0 is done, while the array computes chunk 1 (200-300)."""
     plans = [_plan(GEMM, "array", 200, 200, 0),
              _plan(SOFTMAX, "sfu", 100, 0, 100, on_chip=("y",))]
-    run = run_segment(plans, pool_bytes=100, bw_bytes_per_cycle=1.0, latency_cycles=0,
+    run = run_segment(plans, bw_bytes_per_cycle=1.0, latency_cycles=0,
                       record=True)
     assert _log(run) == [
         (0, "dma_in", "gemm", 0, 100),
@@ -76,17 +75,18 @@ def test_full_dependency_waits_for_whole_producer():
     """A WS producer completes rows only at its end: the SFU's chunk 0 waits for chunk 1."""
     plans = [_plan(GEMM, "array", 200, 200, 0, full=True),
              _plan(SOFTMAX, "sfu", 100, 0, 0, on_chip=("y",))]
-    run = run_segment(plans, pool_bytes=100, bw_bytes_per_cycle=1.0, latency_cycles=0,
+    run = run_segment(plans, bw_bytes_per_cycle=1.0, latency_cycles=0,
                       record=True)
     sfu = [e for e in _log(run) if e[1] == "sfu"]
     assert sfu[0][0] == 300
 
 
-def test_pool_of_one_tile_serialises_load_and_compute():
-    """With room for one tile only, chunk 1 cannot load before chunk 0 has left the buffer:
-    load 0-100, compute 100-200, store 200-250, load 250-350, compute 350-450, store -500."""
-    run = run_segment([_plan(GEMM, "array", 200, 200, 100)], pool_bytes=10,
-                      bw_bytes_per_cycle=1.0, latency_cycles=0, record=True)
+def test_single_buffer_serialises_load_and_compute():
+    """With one tile slot (no double buffering) chunk 1 loads only when chunk 0 is computed:
+    load 0-100, compute 100-200; at 200 write-back 0 and load 1 both want the channel and the
+    write-back goes first: store 200-250, load 250-350, compute 350-450, store 450-500."""
+    run = run_segment([_plan(GEMM, "array", 200, 200, 100)], bw_bytes_per_cycle=1.0,
+                      latency_cycles=0, record=True, prefetch=1)
     assert run.cycles == 500
 
 
@@ -94,15 +94,14 @@ def test_latency_is_paid_per_transfer():
     """Two 100 B loads and two 50 B stores at 1 B/cycle, 10 cycles latency each: the same
     schedule as the two-tile case, each transfer 10 cycles longer -> 350 + 30 (three
     transfers on the critical path: load 0, load 1, store 1) = 380."""
-    run = run_segment([_plan(GEMM, "array", 200, 200, 100)], pool_bytes=100,
-                      bw_bytes_per_cycle=1.0, latency_cycles=10)
+    run = run_segment([_plan(GEMM, "array", 200, 200, 100)], bw_bytes_per_cycle=1.0, latency_cycles=10)
     assert run.cycles == 380
 
 
 def test_zero_work_costs_zero_cycles():
-    run = run_segment([_plan(GEMM, "array", 0, 0, 0)], 100, 1.0, 10)
+    run = run_segment([_plan(GEMM, "array", 0, 0, 0)], 1.0, 10)
     assert run.cycles == 0
-    assert run_segment([], 100, 1.0, 10).cycles == 0
+    assert run_segment([], 1.0, 10).cycles == 0
 
 
 # ---------------------------------------------------------------------------- whole runs
@@ -137,7 +136,7 @@ def test_blocks_are_simulated_once_and_scaled():
     m = Mapper(arch)
     plans = m.plan(pre + [op for b in blocks for op in b] + post)
     lat = arch.memory.latency_ns * 1e-9 * arch.clock_mhz * 1e6
-    full = run_segment(plans, m.pool, m.bw, lat).cycles
+    full = run_segment(plans, m.bw, lat).cycles
     assert scaled == pytest.approx(full, rel=1e-3)
 
 
