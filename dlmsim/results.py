@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from dlmsim.resources import Resources
+
+if TYPE_CHECKING:  # pandas is imported only when a frame is built (faster CLI start-up)
+    import pandas as pd
 
 
 @dataclass(frozen=True)
