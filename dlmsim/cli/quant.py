@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from dlmsim.cli.common import Fmt, app, emit_frame, out
+from dlmsim.cli.common import Fmt, app, emit_frame, err, out
 
 
 def _db(x: float) -> str:
@@ -45,11 +45,12 @@ def quant(
 
     from dlmsim.quant import evaluate
 
-    rep = evaluate(workload, w_bits, a_bits, sfu_bits, approx, acc_bits=acc_bits,
-                   per_step=per_step, seed=seed,
-                   checkpoint=str(checkpoint) if checkpoint else None,
-                   scope="block" if block else "forward", depth=depth, batch=batch,
-                   seq_len=seq_len, vocab=vocab)
+    with err.status(f"running {workload} in fp32 and at W{w_bits}A{a_bits} ..."):
+        rep = evaluate(workload, w_bits, a_bits, sfu_bits, approx, acc_bits=acc_bits,
+                       per_step=per_step, seed=seed,
+                       checkpoint=str(checkpoint) if checkpoint else None,
+                       scope="block" if block else "forward", depth=depth, batch=batch,
+                       seq_len=seq_len, vocab=vocab)
     s = rep.summary
     if fmt != Fmt.table:
         emit_frame(rep.per_op if per_op else pd.DataFrame([s]), fmt)
