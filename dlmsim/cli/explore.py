@@ -1,0 +1,215 @@
+"""`dlmsim sweep` and `dlmsim search`: grid sweeps and Optuna searches over a spec."""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from dlmsim.cli.common import app, err, fail, out
+
+
+class TableFmt(str, Enum):
+    parquet = "parquet"
+    csv = "csv"
+
+
+class SamplerName(str, Enum):
+    auto = "auto"
+    nsga2 = "nsga2"
+    tpe = "tpe"
+    random = "random"
+
+
+_SHORT = {"dsp": "DSP", "bram36": "BRAM36", "uram": "URAM", "lut": "LUT", "ff": "FF"}
+
+
+def unit_of(col: str) -> str:
+    """The short unit printed after a number of this column."""
+    from dlmsim.explore.spec import _PARAM_UNITS, ALIASES
+
+    m = col.rpartition("/")[2]
+    if m == "tokens_per_s":
+        return "tokens/s"
+    if m.endswith("_used") and m[:-5] in _SHORT:
+        return _SHORT[m[:-5]]
+    if m.endswith("_frac") or m.startswith("util_") or m == "accuracy_top1":
+        return "%"
+    if m in _PARAM_UNITS or ALIASES.get(m) in _PARAM_UNITS:
+        return _PARAM_UNITS.get(m) or _PARAM_UNITS[ALIASES[m]]
+    for suf, u in (("_sqnr_db", "dB"), ("_kl", "nats"), ("_cosine", ""), ("_s", "s"),
+                   ("_cycles", "cycles"), ("_bytes_per_run", "B"), ("_mhz", "MHz")):
+        if m.endswith(suf):
+            return u
+    return ""
+
+
+def cell(col: str, v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, bool | str):
+        return str(v)
+    u = unit_of(col)
+    if u == "%":
+        return f"{100 * float(v):.1f} %"
+    x = float(v)
+    txt = f"{int(x)}" if x.is_integer() and abs(x) < 1e7 else f"{x:.4g}"
+    if col.rpartition("/")[2] in ("bits.weights", "bits.activations") and txt.isdigit():
+        return f"{txt} bits"
+    return f"{txt} {u}".strip()
+
+
+def front_table(problem, fr, title: str) -> Table:
+    cols = ["arch"] + list(problem.spec.parameters) + [o.column for o in
+                                                        problem.spec.objectives]
+    for extra in ("dsp_frac", "bram36_frac"):
+        if extra not in cols:
+            cols.append(extra)
+    cols = [c for c in cols if c in fr.columns]
+    t = Table(title=title, header_style="bold")
+    for c in cols:
+        t.add_column(c, justify="left" if c == "arch" else "right")
+    for _, r in fr.iterrows():
+        t.add_row(*(str(r[c]) if c == "arch" else cell(c, r[c]) for c in cols))
+    return t
+
+
+def _progress(label: str):
+    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("points" if label == "sweep" else "trials"),
+                    TimeElapsedColumn(), console=err, transient=False)
+
+
+def _finish(problem, df, out_dir: Path, what: str, plots: bool) -> None:
+    import yaml
+
+    from dlmsim.config import write_atomic
+    from dlmsim.explore.pareto import write_front
+    from dlmsim.explore.sweep import all_infeasible_message, summarize
+
+    write_atomic(out_dir / "spec.yaml", yaml.safe_dump(problem.spec.model_dump(mode="json"),
+                                                        sort_keys=False))
+    err.print(summarize(problem, df, "points" if what == "sweep" else "trials"),
+              highlight=False)
+    msg = all_infeasible_message(problem, df)
+    if msg:
+        fail(msg)
+    fr = write_front(problem, df, out_dir)
+    out.print(front_table(problem, fr, f"{problem.name}: Pareto front ({len(fr)} points, "
+                                       f"{what})"))
+    written = [out_dir / "pareto.csv", out_dir / "pareto"]
+    if plots:
+        from dlmsim import plots as P
+
+        objs = problem.spec.objectives
+        x, y = _plot_axes(problem)
+        senses = {o.column: o.sense for o in objs}
+        p = P.pareto(df, out_dir / "pareto.png", x=x, y=y,
+                     senses=(senses.get(x, "minimize"), senses.get(y, "minimize")),
+                     title=f"{problem.name} ({what})")
+        written.append(p)
+        if what == "sweep":
+            written.append(P.sweep(df, out_dir / "sweep.png", y=objs[0].column,
+                                   params=list(problem.spec.parameters), sense=objs[0].sense,
+                                   title=problem.name))
+    err.print("wrote " + ", ".join(str(w) for w in written), highlight=False)
+
+
+def _plot_axes(problem) -> tuple[str, str]:
+    cols = [o.column for o in problem.spec.objectives]
+    res = [c for c in cols if c.endswith(("_used", "_frac"))]
+    perf = [c for c in cols if c not in res]
+    if res and perf:
+        return res[0], perf[0]
+    if len(cols) >= 2:
+        return cols[1], cols[0]
+    return "dsp_used", cols[0]
+
+
+@app.command()
+def sweep(
+    spec: str = typer.Argument(..., help="Bundled spec name (sweeps/) or a spec YAML path."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes."),
+    output: Path | None = typer.Option(None, "-o", "--output",
+                                       help="Results directory (default: results/<spec>/sweep)."),
+    fmt: TableFmt = typer.Option(TableFmt.parquet, "--format", "-f",
+                                 help="Results table format."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the standard plots."),
+):
+    """Evaluate every point of a spec's grid in parallel; skip points already done.
+
+    Writes results.<fmt> (one row per point: parameters, metrics, feasible, reason),
+    pareto.csv, pareto/<name>.yaml (ready arch files) and pareto.png, sweep.png.
+    """
+    from dlmsim.explore import load_spec, run_sweep
+
+    problem = load_spec(spec)
+    out_dir = output or Path("results") / problem.name / "sweep"
+    n = len(problem.grid())
+    with _progress("sweep") as prog:
+        task = prog.add_task("sweep", total=n)
+        df = run_sweep(problem, out_dir, jobs=jobs, fmt=fmt.value,
+                       progress=lambda d, t: prog.update(task, completed=d, total=t))
+    err.print(f"wrote {out_dir / ('results.' + fmt.value)} ({len(df)} points)",
+              highlight=False)
+    _finish(problem, df, out_dir, "sweep", plots)
+
+
+@app.command()
+def search(
+    spec: str = typer.Argument(..., help="Bundled spec name (sweeps/) or a spec YAML path."),
+    trials: int | None = typer.Option(None, "--trials", "-n", min=1,
+                                      help="Finished trials the study should hold "
+                                      "(default: the spec's search.trials)."),
+    seed: int | None = typer.Option(None, "--seed", help="Sampler seed (default: the spec's search.seed); "
+                                    "worker i uses seed + i."),
+    storage: str | None = typer.Option(None, "--storage",
+                                       help="Optuna storage URL (sqlite:///f.db, "
+                                       "postgresql://..., mysql://..., journal:FILE) "
+                                       "(default: an SQLite file in the results directory)."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1,
+                                help="Processes working on the study."),
+    sampler: SamplerName | None = typer.Option(None, "--sampler",
+                                               help="auto: TPE up to 1000 trials, NSGA-II beyond."),
+    study: str | None = typer.Option(None, "--study",
+                                     help="Study name (default: <spec>-<spec hash>)."),
+    output: Path | None = typer.Option(None, "-o", "--output",
+                                       help="Results directory (default: results/<spec>/search)."),
+    fmt: TableFmt = typer.Option(TableFmt.parquet, "--format", "-f",
+                                 help="Results table format."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the Pareto plot."),
+):
+    """Optuna search over a spec (resumable; several workers or machines share a study).
+
+    Writes results.<fmt> (one row per finished trial), pareto.csv, pareto/<name>.yaml
+    (ready arch files) and pareto.png into the results directory.
+    """
+    from dlmsim.explore import load_spec
+    from dlmsim.explore.search import default_storage, open_storage, run_search
+    from dlmsim.explore.sweep import results_path, write_table
+
+    problem = load_spec(spec)
+    opts = problem.spec.search
+    trials = trials or opts.trials
+    seed = opts.seed if seed is None else seed
+    out_dir = output or Path("results") / problem.name / "search"
+    open_storage(storage or default_storage(out_dir), heartbeat=False)  # fail before the bar
+    with _progress("search") as prog:
+        task = prog.add_task("search", total=trials)
+        df, name = run_search(problem, out_dir, trials=trials, seed=seed, storage=storage,
+                              workers=workers,
+                              sampler=(sampler.value if sampler else opts.sampler),
+                              study_name=study,
+                              progress=lambda d, t: prog.update(task, completed=d, total=t))
+    path = results_path(out_dir, fmt.value)
+    write_table(df, path)
+    evals = df["point"].nunique() if len(df) else 0
+    err.print(f"study {name}: {len(df)} trials, {evals} distinct points simulated; "
+              f"wrote {path}", highlight=False)
+    if df.empty:
+        fail(f"study {name} holds no finished trials")
+    _finish(problem, df, out_dir, "search", plots)

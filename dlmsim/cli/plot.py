@@ -1,0 +1,139 @@
+"""`dlmsim plot KIND RESULTS`: figures from sweep/search results or a simulate directory."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from dlmsim.cli.common import app, err
+from dlmsim.errors import InputError
+
+
+class Kind(str, Enum):
+    pareto = "pareto"
+    sweep = "sweep"
+    breakdown = "breakdown"
+    timeline = "timeline"
+    roofline = "roofline"
+
+
+def _spec_info(results: Path):
+    """(objective columns, senses, parameter names) from a results directory's spec.yaml."""
+    import yaml
+
+    d = results if results.is_dir() else results.parent
+    f = d / "spec.yaml"
+    if not f.is_file():
+        return [], [], []
+    data = yaml.safe_load(f.read_text()) or {}
+    cols, senses = [], []
+    from dlmsim.explore.spec import MAXIMIZE
+
+    for o in data.get("objectives", []):
+        col = f"{o['workload']}/{o['metric']}" if o.get("workload") else o["metric"]
+        cols.append(col)
+        senses.append(o.get("direction") or ("maximize" if o["metric"] in MAXIMIZE
+                                             else "minimize"))
+    return cols, senses, list(data.get("parameters", {}))
+
+
+def _sim_dir(results: Path, need: str) -> Path:
+    if not results.is_dir():
+        raise InputError(f"{results}: expected a directory written by `dlmsim simulate -o DIR`")
+    f = results / need
+    if not f.is_file():
+        raise InputError(f"{results}: no {need} (write it with `dlmsim simulate -o DIR`)")
+    return f
+
+
+def _summary(results: Path) -> dict:
+    f = results / "summary.json"
+    if not f.is_file():
+        return {}
+    try:
+        return json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{f}: not JSON ({e.msg})") from None
+
+
+@app.command()
+def plot(
+    kind: Kind = typer.Argument(..., help="pareto | sweep (sweep/search results); breakdown "
+                                "| timeline | roofline (a `dlmsim simulate -o` directory)."),
+    results: Path = typer.Argument(..., help="Results directory or table."),
+    output: Path | None = typer.Option(None, "-o", "--output",
+                                       help="Figure file: .png, .pdf or .svg "
+                                       "(default: RESULTS/<kind>.png)."),
+    x: str | None = typer.Option(None, "--x", help="pareto: x metric (default: the resource "
+                                 "objective, else dsp_used)."),
+    y: str | None = typer.Option(None, "--y", help="pareto/sweep: y metric (default: the "
+                                 "first objective)."),
+    color: str | None = typer.Option(None, "--color", help="pareto: colour points by this "
+                                     "column (default: bits, else dataflow)."),
+    title: str | None = typer.Option(None, "--title", help="Figure title."),
+):
+    """Draw a figure: Pareto front, sweep panels, per-op breakdown, timeline or roofline."""
+    from dlmsim import plots as P
+
+    if not results.exists():
+        raise InputError(f"results not found: {results}")
+    base = results if results.is_dir() else results.parent
+    out = output or base / f"{kind.value}.png"
+    if kind in (Kind.pareto, Kind.sweep):
+        from dlmsim.explore.sweep import read_table
+
+        df = read_table(results)
+        cols, senses, params = _spec_info(results)
+        from dlmsim.explore.spec import MAXIMIZE
+
+        sense_of = {c: ("maximize" if c.rpartition("/")[2] in MAXIMIZE else "minimize")
+                    for c in df.columns}
+        sense_of.update(zip(cols, senses))
+        if kind == Kind.pareto:
+            res = [c for c in cols if c.endswith(("_used", "_frac"))]
+            perf = [c for c in cols if c not in res]
+            yy = y or (perf[0] if perf else cols[0] if cols else "latency_run_s")
+            xx = x or (res[0] if res else cols[1] if len(cols) > 1 and cols[1] != yy
+                       else "dsp_used")
+            path = P.pareto(df, out, x=xx, y=yy, color=color,
+                            senses=(sense_of.get(xx, "minimize"), sense_of.get(yy, "minimize")),
+                            title=title)
+        else:
+            yy = y or (cols[0] if cols else "latency_run_s")
+            if not params:
+                skip = {"index", "trial", "point"}
+                params = [c for c in df.columns if "." in c and c not in skip]
+            path = P.sweep(df, out, y=yy, params=params, sense=sense_of.get(yy, "minimize"),
+                           title=title)
+    elif kind == Kind.breakdown:
+        import pandas as pd
+
+        ops = pd.read_csv(_sim_dir(results, "ops.csv"))
+        s = _summary(results)
+        path = P.breakdown(ops, out, title=title or _sim_title(s), clock_mhz=s.get("clock_mhz"))
+    elif kind == Kind.timeline:
+        import pandas as pd
+
+        ev = pd.read_csv(_sim_dir(results, "timeline.csv"))
+        s = _summary(results)
+        path = P.timeline(ev, out, title=title or _sim_title(s, "timeline of one block"),
+                          clock_mhz=s.get("clock_mhz"))
+    else:
+        import pandas as pd
+
+        ops = pd.read_csv(_sim_dir(results, "ops.csv"))
+        s = _summary(results)
+        if not s:
+            raise InputError(f"{results}: no summary.json")
+        path = P.roofline(ops, s, out, title=title or _sim_title(s, "roofline"))
+    err.print(f"wrote {path}", highlight=False)
+
+
+def _sim_title(s: dict, what: str = "") -> str | None:
+    if not s:
+        return what or None
+    head = f"{s.get('workload', '')} on {s.get('arch', '')}"
+    return f"{head}: {what}" if what else head

@@ -1,0 +1,501 @@
+"""Sweep and search specs (`sweeps/*.yaml`): what to vary, what to optimise, what must hold.
+
+A spec names a base arch, one or more workloads with run parameters, the parameters to vary
+by dotted arch path, the objectives and the constraints:
+
+```yaml
+version: 1
+name: zcu102-mdlm-shape-bits
+base: sda-w4a8-zcu102                       # bundled arch name or a path
+set: {array.policy: auto}                   # fixed overrides applied to every point
+workloads:
+  - {name: mdlm-small, batch: 1, seq_len: 1024, steps: 128}
+parameters:
+  array.rows: [16, 32, 64]                          # a list: categorical values
+  array.cols: {type: int, low: 16, high: 128, step: 16}
+  buffer.kib: {type: int, low: 256, high: 4096, log: true}   # grid: 256, 512, ... 4096
+  clock_mhz: {type: float, low: 200, high: 300, step: 25}
+  array.dataflow: [os, ws, auto]            # alias of array.policy
+objectives: [latency_run_s, dsp_used]       # or {metric, direction, workload}
+constraints: {fits: true, max_frac: {dsp: 0.75, bram36: 0.75}}
+```
+
+`Problem` is a loaded spec plus the resolved base arch data: everything a worker process
+needs to evaluate a point (it pickles).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, PositiveInt, field_validator, model_validator
+
+from dlmsim.config import Strict, config_hash, read_yaml, resolve, set_dotted
+from dlmsim.errors import InputError
+
+# Aliases accepted in specs for arch keys.
+ALIASES = {"array.dataflow": "array.policy"}
+
+# Per-workload metrics (from SimResult.summary()); geometric mean over workloads unprefixed.
+WORKLOAD_METRICS = ("latency_run_s", "latency_forward_s", "latency_step_s", "tokens_per_s",
+                    "total_cycles", "util_array", "util_sfu", "util_memory_bw",
+                    "dram_bytes_per_run")
+RESOURCES = ("dsp", "bram36", "uram", "lut", "ff")
+RESOURCE_METRICS = tuple(f"{k}_used" for k in RESOURCES) + tuple(f"{k}_frac" for k in RESOURCES)
+# Accuracy proxy (dlmsim.quant.accuracy_proxy) keys usable as accuracy_<key>.
+ACCURACY_KEYS = ("top1", "kl", "output_sqnr_db", "block_sqnr_db", "output_cosine",
+                 "block_cosine")
+ACCURACY_METRICS = tuple(f"accuracy_{k}" for k in ACCURACY_KEYS)
+MAXIMIZE = {"tokens_per_s", "util_array", "util_sfu", "util_memory_bw", "accuracy_top1",
+            "accuracy_output_sqnr_db", "accuracy_block_sqnr_db", "accuracy_output_cosine",
+            "accuracy_block_cosine"}
+
+
+def accuracy_available() -> bool:
+    """True when the quantization work provides `dlmsim.quant.accuracy_proxy`."""
+    try:
+        from dlmsim.quant import accuracy_proxy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------- parameters
+class IntRange(Strict):
+    type: Literal["int"]
+    low: int
+    high: int
+    step: PositiveInt | None = None  # grid and search step (default 1; not with log)
+    log: bool = False  # grid: low, 2 low, 4 low, ... (or `num` geometric points)
+    num: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        _check_range(self)
+        if self.log and self.step not in (None, 1):
+            raise ValueError("a log range takes no step (use num for the grid)")
+        return self
+
+    def grid(self) -> list:
+        if self.log:
+            if self.num:
+                return sorted({round(v) for v in _geom(self.low, self.high, self.num)})
+            out, v = [], self.low
+            while v <= self.high:
+                out.append(v)
+                v *= 2
+            return out
+        step = self.step or 1
+        if self.num:
+            return sorted({round(self.low + i * (self.high - self.low) / max(self.num - 1, 1))
+                           for i in range(self.num)})
+        return list(range(self.low, self.high + 1, step))
+
+
+class FloatRange(Strict):
+    type: Literal["float"]
+    low: float
+    high: float
+    step: float | None = Field(None, gt=0)
+    log: bool = False
+    num: PositiveInt | None = None  # grid points (a sweep needs step or num)
+
+    @model_validator(mode="after")
+    def _check(self):
+        _check_range(self)
+        if self.step is not None and self.num is not None:
+            raise ValueError("give step or num, not both")
+        if self.log and self.step is not None:
+            raise ValueError("a log range takes no step (use num for the grid)")
+        return self
+
+    def grid(self) -> list:
+        if self.num:
+            if self.log:
+                return _geom(self.low, self.high, self.num)
+            return [self.low + i * (self.high - self.low) / max(self.num - 1, 1)
+                    for i in range(self.num)]
+        if self.step:
+            n = math.floor((self.high - self.low) / self.step + 1e-9)
+            return [round(self.low + i * self.step, 12) for i in range(n + 1)]
+        raise ValueError("a float range needs step or num to be swept")
+
+
+class Categorical(Strict):
+    type: Literal["categorical"]
+    values: list[int | float | str | bool]
+
+    @field_validator("values")
+    @classmethod
+    def _nonempty(cls, v):
+        if not v:
+            raise ValueError("empty list of values")
+        dup = sorted({str(x) for x in v if v.count(x) > 1})
+        if dup:
+            raise ValueError(f"repeated values: {', '.join(dup)}")
+        return v
+
+    def grid(self) -> list:
+        return list(self.values)
+
+
+def _check_range(r) -> None:
+    if r.low > r.high:
+        raise ValueError(f"empty range: low {r.low:g} > high {r.high:g}")
+    if r.log and r.low <= 0:
+        raise ValueError(f"a log range needs low > 0 (got {r.low:g})")
+
+
+def _geom(lo: float, hi: float, n: int) -> list[float]:
+    if n == 1:
+        return [lo]
+    return [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
+
+
+Param = Annotated[IntRange | FloatRange | Categorical, Field(discriminator="type")]
+
+
+# ---------------------------------------------------------------------- objectives, limits
+class Objective(Strict):
+    metric: str
+    direction: Literal["minimize", "maximize"] | None = None  # default by metric
+    workload: str | None = None  # a workload label; default: geometric mean over workloads
+
+    @property
+    def sense(self) -> str:
+        return self.direction or ("maximize" if self.metric in MAXIMIZE else "minimize")
+
+    @property
+    def column(self) -> str:
+        return f"{self.workload}/{self.metric}" if self.workload else self.metric
+
+
+class Constraints(Strict):
+    fits: bool = True  # the design fits the device
+    max_frac: dict[str, float] = Field(default_factory=dict)  # {dsp: 0.75}: utilisation caps
+    max: dict[str, float] = Field(default_factory=dict)  # any metric <= bound
+    min: dict[str, float] = Field(default_factory=dict)  # any metric >= bound
+
+    @model_validator(mode="after")
+    def _check(self):
+        for k, v in self.max_frac.items():
+            if k not in RESOURCES:
+                raise ValueError(f"max_frac.{k}: unknown resource{_near(k, RESOURCES)}")
+            if not v > 0:
+                raise ValueError(f"max_frac.{k}: a cap must be > 0 (got {v:g})")
+        for k in set(self.max) & set(self.min):
+            if self.min[k] > self.max[k]:
+                raise ValueError(f"{k}: min {self.min[k]:g} > max {self.max[k]:g} "
+                                 "(no design can meet both)")
+        return self
+
+
+# ---------------------------------------------------------------------------- workloads
+class WorkloadRun(Strict):
+    name: str  # bundled model name or a model-config path
+    label: str | None = None  # column prefix when there are several (default: name)
+    batch: PositiveInt | None = None
+    seq_len: PositiveInt | None = None
+    steps: PositiveInt | None = None
+    cache: bool | None = None
+    precision: str | None = None
+    run: dict[str, Any] = Field(default_factory=dict)  # any other run parameter
+
+    @property
+    def key(self) -> str:
+        return self.label or Path(self.name).stem
+
+    def overrides(self) -> dict[str, Any]:
+        o = {k: getattr(self, k) for k in ("batch", "seq_len", "steps", "cache", "precision")
+             if getattr(self, k) is not None}
+        return {**self.run, **o}
+
+
+class SearchOptions(Strict):
+    trials: PositiveInt = 100
+    sampler: Literal["auto", "nsga2", "tpe", "random"] = "auto"
+    population: PositiveInt | None = None  # NSGA-II population (default: fits the budget)
+    seed: int = 0
+
+
+class Spec(Strict):
+    version: Literal[1]
+    name: str
+    description: str = ""
+    base: str
+    set: dict[str, Any] = Field(default_factory=dict)
+    workloads: list[WorkloadRun] = Field(min_length=1)
+    parameters: dict[str, Param] = Field(min_length=1)
+    objectives: list[Objective] = Field(min_length=1)
+    constraints: Constraints = Constraints()
+    search: SearchOptions = SearchOptions()
+
+    @field_validator("workloads", mode="before")
+    @classmethod
+    def _workload_names(cls, v):
+        return [{"name": w} if isinstance(w, str) else w for w in v] if isinstance(v, list) \
+            else v
+
+    @field_validator("parameters", mode="before")
+    @classmethod
+    def _lists(cls, v):
+        if isinstance(v, dict):
+            return {k: {"type": "categorical", "values": p} if isinstance(p, list) else p
+                    for k, p in v.items()}
+        return v
+
+    @field_validator("objectives", mode="before")
+    @classmethod
+    def _names(cls, v):
+        return [{"metric": o} if isinstance(o, str) else o for o in v] if isinstance(v, list) \
+            else v
+
+
+def _near(name: str, known) -> str:
+    near = difflib.get_close_matches(name, list(known), n=3)
+    return f" (nearest: {', '.join(near)})" if near else ""
+
+
+# ------------------------------------------------------------------------------ problem
+@dataclass
+class Problem:
+    """A validated spec with its base arch data resolved (what workers need; pickles)."""
+
+    spec: Spec
+    source: str
+    base_data: dict
+    base_source: str
+    arch_params: dict[str, str] = field(default_factory=dict)  # spec name -> arch path
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def labels(self) -> list[str]:
+        return [w.key for w in self.spec.workloads]
+
+    @cached_property
+    def accuracy_keys(self) -> list[str]:
+        used = [o.metric for o in self.spec.objectives] + list(self.spec.constraints.max) \
+            + list(self.spec.constraints.min)
+        return [m.removeprefix("accuracy_") for m in used if m.startswith("accuracy_")]
+
+    def arch_data(self, params: dict[str, Any]) -> dict:
+        """The full arch YAML data of a point: base, then the spec's `set`, then params."""
+        from dlmsim.arch import _defaults_tree
+
+        data = _copy(self.base_data)
+        tree = _defaults_tree(data)
+        for k, v in {**self.spec.set, **params}.items():
+            set_dotted(data, ALIASES.get(k, k), v, tree)
+        return data
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Every point of the grid, in a fixed order (the first parameter varies slowest)."""
+        import itertools
+
+        names = list(self.spec.parameters)
+        values = []
+        for n in names:
+            try:
+                values.append(self.spec.parameters[n].grid())
+            except ValueError as e:
+                raise InputError(f"{self.source}: parameters.{n}: {e}") from None
+        return [dict(zip(names, combo)) for combo in itertools.product(*values)]
+
+    def point_id(self, params: dict[str, Any]) -> str:
+        """Hash of everything a point's metrics depend on (resumed sweeps skip known ids)."""
+        ws = [{"name": w.name, **w.overrides()} for w in self.spec.workloads]
+        return config_hash({"arch": self.arch_data(params), "workloads": ws,
+                            "accuracy": sorted(self.accuracy_keys), "eval": 1}, n=12)
+
+    def spec_hash(self) -> str:
+        return config_hash({"spec": self.spec.model_dump(mode="json", exclude={"search"}),
+                            "base": self.base_data}, n=8)
+
+
+def _copy(d):
+    if isinstance(d, dict):
+        return {k: _copy(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_copy(v) for v in d]
+    return d
+
+
+def known_metrics(problem_labels: list[str]) -> list[str]:
+    out = list(WORKLOAD_METRICS) + list(RESOURCE_METRICS) + ["clock_mhz"]
+    if accuracy_available():
+        out += list(ACCURACY_METRICS)
+    for lab in problem_labels:
+        out += [f"{lab}/{m}" for m in WORKLOAD_METRICS]
+    return out
+
+
+def load_spec(name_or_path: str | Path) -> Problem:
+    """A bundled spec name or a YAML path -> validated Problem (one-line InputError if not)."""
+    path = resolve("sweeps", name_or_path, "sweep spec")
+    src = str(path)
+    return check_spec(_validate(read_yaml(path), src), src)
+
+
+def spec_from_data(data: dict, source: str = "spec") -> Problem:
+    return check_spec(_validate(data, source), source)
+
+
+def _validate(data: dict, src: str) -> Spec:
+    """The spec schema with one-line errors (parameter type tags left out of the key)."""
+    from pydantic import ValidationError
+
+    from dlmsim.config import validation_message
+
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        err["loc"] = tuple(x for x in err["loc"] if x not in ("int", "float", "categorical"))
+        err["msg"] = str(err["msg"]).removeprefix("Value error, ")
+
+        msg = validation_message(_Shim(err, len(e.errors())), src)
+        raise InputError(msg) from None
+
+
+class _Shim:
+    """Quacks like a ValidationError for `validation_message` (one edited error)."""
+
+    def __init__(self, err: dict, n: int):
+        self._errs = [err] + [err] * (n - 1)
+
+    def errors(self):
+        return self._errs
+
+
+def check_spec(spec: Spec, src: str) -> Problem:
+    """Cross checks: arch paths exist, values are valid for their keys, metrics are known."""
+    from pydantic import ValidationError
+
+    from dlmsim.arch import Accelerator, _defaults_tree
+    from dlmsim.workloads import load_workload_config
+
+    base_path = resolve("arch", spec.base, "arch")
+    base = read_yaml(base_path)
+    problem = Problem(spec=spec, source=src, base_data=base, base_source=str(base_path))
+
+    tree = _defaults_tree(base)
+    names = list(spec.parameters)
+    targets: dict[str, str] = {}
+    for n in list(spec.set) + names:
+        real = ALIASES.get(n, n)
+        try:
+            set_dotted(_copy(base), real, None, tree)
+        except InputError as e:
+            where = "parameters" if n in spec.parameters else "set"
+            raise InputError(f"{src}: {where}: {e}") from None
+        if real in targets and n in spec.parameters:
+            other = targets[real]
+            raise InputError(f"{src}: parameters.{n}: the same arch key as '{other}' "
+                             f"({real}); give it once")
+        targets[real] = n
+    problem.arch_params = {n: ALIASES.get(n, n) for n in names}
+
+    # Each value alone on the base must be a valid value for its key (type, allowed set);
+    # invalid combinations are left to the points (infeasible, with the reason).
+    checks = [(f"set.{n}", n, [v]) for n, v in spec.set.items()]
+    for n, p in spec.parameters.items():
+        try:
+            vals = p.grid()
+        except ValueError:
+            vals = [p.low, p.high]
+        checks.append((f"parameters.{n}", n, vals))
+    for where, n, vals in checks:
+        real = ALIASES.get(n, n)
+        for v in vals:
+            data = _copy(base)
+            set_dotted(data, real, v, tree)
+            try:
+                Accelerator.model_validate(data)
+            except ValidationError as e:
+                for er in e.errors():
+                    loc = ".".join(str(x) for x in er["loc"] if not str(x).startswith("func"))
+                    if loc == real or loc.startswith(real + "."):
+                        raise InputError(f"{src}: {where}: value {v!r}: {er['msg']}") from None
+
+    labels = problem.labels
+    if len(set(labels)) != len(labels):
+        raise InputError(f"{src}: workloads: two workloads share a label; give each a "
+                         "distinct `label`")
+    for w in spec.workloads:
+        load_workload_config(w.name, **w.overrides())
+
+    known = known_metrics(labels)
+    for o in spec.objectives:
+        if o.metric.startswith("accuracy_") and not accuracy_available():
+            raise InputError(f"{src}: objectives: {o.metric} needs dlmsim.quant."
+                             "accuracy_proxy, which this install does not have")
+        if o.metric not in known:
+            raise InputError(f"{src}: objectives: unknown metric '{o.metric}'"
+                             f"{_near(o.metric, known)}")
+        if o.workload is not None:
+            if o.workload not in labels:
+                raise InputError(f"{src}: objectives: unknown workload label '{o.workload}'"
+                                 f"; labels: {', '.join(labels)}")
+            if o.metric not in WORKLOAD_METRICS:
+                raise InputError(f"{src}: objectives: {o.metric} does not depend on the "
+                                 "workload; drop `workload`")
+    cols = [o.column for o in spec.objectives]
+    if len(set(cols)) != len(cols):
+        raise InputError(f"{src}: objectives: an objective is listed twice")
+    for k in list(spec.constraints.max) + list(spec.constraints.min):
+        if k not in known:
+            raise InputError(f"{src}: constraints: unknown metric '{k}'{_near(k, known)}")
+    return problem
+
+
+# ---------------------------------------------------------------------- labels with units
+_RESOURCE_UNITS = {"dsp": "DSP slices", "bram36": "BRAM36 blocks", "uram": "URAM blocks",
+                   "lut": "LUTs", "ff": "flip-flops"}
+_PARAM_UNITS = {"array.rows": "PEs", "array.cols": "PEs", "bits.weights": "bits",
+                "bits.activations": "bits", "bits.accumulator": "bits", "buffer.kib": "KiB",
+                "buffer.banks": "banks", "buffer.bytes_per_cycle": "B/cycle",
+                "sfu.lanes": "lanes", "sfu.elems_per_lane": "elements/lane/cycle",
+                "sfu.bits": "bits", "clock_mhz": "MHz", "memory.ports": "ports",
+                "memory.port_bits": "bits", "memory.peak_gbps": "GB/s",
+                "array.switch_cycles": "cycles", "memory.latency_ns": "ns"}
+
+
+def metric_label(name: str) -> str:
+    """A column name as an axis/header label with its unit: 'latency_run_s' -> 'latency
+    per run (s)', 'dsp_used' -> 'DSP (DSP slices)', 'array.rows' -> 'array.rows (PEs)'."""
+    prefix, _, m = name.rpartition("/")
+    pre = f"{prefix}: " if prefix else ""
+    fixed = {
+        "latency_run_s": "latency per run (s)", "latency_forward_s": "latency per forward (s)",
+        "latency_step_s": "latency per step (s)", "tokens_per_s": "throughput (tokens/s)",
+        "total_cycles": "cycles per run (cycles)", "dram_bytes_per_run": "DRAM traffic (B/run)",
+        "util_array": "array utilisation (fraction)", "util_sfu": "SFU utilisation (fraction)",
+        "util_memory_bw": "memory-bandwidth utilisation (fraction)",
+        "accuracy_top1": "top-1 agreement (fraction)", "accuracy_kl": "KL divergence (nats)",
+        "accuracy_output_sqnr_db": "output SQNR (dB)", "accuracy_block_sqnr_db":
+        "block SQNR (dB)", "accuracy_output_cosine": "output cosine (1)",
+        "accuracy_block_cosine": "block cosine (1)", "eval_s": "evaluation time (s)",
+        "dataflow": "dataflow", "bits": "bit widths",
+    }
+    if m in fixed:
+        return pre + fixed[m]
+    if m.endswith("_used") and m[:-5] in _RESOURCE_UNITS:
+        return f"{pre}{m[:-5].upper()} ({_RESOURCE_UNITS[m[:-5]]})"
+    if m.endswith("_frac") and m[:-5] in _RESOURCE_UNITS:
+        return f"{pre}{m[:-5].upper()} (fraction of device)"
+    unit = _PARAM_UNITS.get(ALIASES.get(m, m))
+    if unit:
+        return f"{pre}{m} ({unit})"
+    for suf, u in (("_s", "s"), ("_mhz", "MHz"), ("_kib", "KiB"), ("_bytes", "B"),
+                   ("_cycles", "cycles"), ("_gbps", "GB/s"), ("_db", "dB")):
+        if m.endswith(suf):
+            return f"{pre}{m} ({u})"
+    return pre + m

@@ -1,0 +1,100 @@
+"""Every plot renders to PNG, PDF and SVG, from data and from the `dlmsim plot` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import dlmsim
+from dlmsim import plots
+from dlmsim.cli import app
+from dlmsim.errors import InputError
+from dlmsim.explore import run_sweep, spec_from_data
+
+MAGIC = {".png": b"\x89PNG", ".pdf": b"%PDF", ".svg": b"<?xml"}
+
+
+@pytest.fixture(scope="module")
+def sim():
+    arch = dlmsim.load_arch("sda-w4a8-zcu102")
+    trace = dlmsim.load_workload("mdlm-tiny", batch=1, seq_len=64, steps=8)
+    return dlmsim.simulate(arch, trace, timeline=True)
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sweep")
+    p = spec_from_data({
+        "version": 1, "name": "tiny", "base": "sda-w4a8-zcu102",
+        "workloads": [{"name": "mdlm-tiny", "batch": 1, "seq_len": 64, "steps": 8}],
+        "parameters": {"array.rows": [8, 16, 64], "array.cols": [8, 64],
+                       "bits.weights": [4, 8]},
+        "objectives": ["latency_run_s", "dsp_used"],
+        "constraints": {"max_frac": {"dsp": 0.3}},
+    })
+    (d / "spec.yaml").write_text(json.dumps(p.spec.model_dump(mode="json")))  # YAML superset
+    run_sweep(p, d)
+    return d
+
+
+def _is_figure(path: Path) -> None:
+    data = Path(path).read_bytes()
+    assert len(data) > 2000
+    assert data.startswith(MAGIC[Path(path).suffix])
+
+
+@pytest.mark.parametrize("suffix", [".png", ".pdf", ".svg"])
+def test_simulation_plots_render(sim, tmp_path, suffix):
+    _is_figure(plots.timeline(sim.timeline, tmp_path / f"t{suffix}", title="tiny",
+                              clock_mhz=sim.clock_mhz))
+    _is_figure(plots.breakdown(sim.ops, tmp_path / f"b{suffix}", title="tiny"))
+    _is_figure(plots.roofline(sim.ops, sim.summary(), tmp_path / f"r{suffix}"))
+
+
+def test_roofline_infers_the_device(sim):
+    pes, bw = plots._infer_peaks(sim.ops, sim.summary())
+    assert pes == pytest.approx(sim.pes, rel=1e-6)
+    assert bw == pytest.approx(sim.bandwidth_bytes_per_cycle, rel=1e-6)
+
+
+def test_results_plots_render(sweep_dir, tmp_path):
+    from dlmsim.explore import read_table
+
+    df = read_table(sweep_dir)
+    assert not df["feasible"].all()  # infeasible points are drawn too
+    _is_figure(plots.pareto(df, tmp_path / "p.png", title="tiny"))
+    _is_figure(plots.pareto(df, tmp_path / "p2.svg", x="dsp_frac", y="tokens_per_s",
+                            color="dataflow", senses=("minimize", "maximize")))
+    _is_figure(plots.sweep(df, tmp_path / "s.pdf", y="latency_run_s",
+                           params=["array.rows", "array.cols", "bits.weights"]))
+
+
+def test_bad_plot_input(sim, tmp_path, sweep_dir):
+    with pytest.raises(InputError, match="png"):
+        plots.breakdown(sim.ops, tmp_path / "b.jpg")
+    with pytest.raises(InputError, match="no column 'nope'"):
+        plots.pareto(pd.DataFrame({"a": [1]}), tmp_path / "p.png", x="nope", y="a")
+    with pytest.raises(InputError, match="no events"):
+        plots.timeline([], tmp_path / "t.png")
+
+
+def test_plot_command(sim, sweep_dir, tmp_path):
+    sim_dir = tmp_path / "sim"
+    sim_dir.mkdir()
+    (sim_dir / "summary.json").write_text(sim.to_json())
+    sim.ops.to_csv(sim_dir / "ops.csv", index=False)
+    pd.DataFrame(sim.timeline, columns=["unit", "op", "chunk", "start_cycle", "end_cycle"]
+                 ).to_csv(sim_dir / "timeline.csv", index=False)
+    runner = CliRunner()
+    for kind, src in [("breakdown", sim_dir), ("timeline", sim_dir), ("roofline", sim_dir),
+                      ("pareto", sweep_dir), ("sweep", sweep_dir)]:
+        out = tmp_path / f"{kind}.png"
+        r = runner.invoke(app, ["plot", kind, str(src), "-o", str(out)])
+        assert r.exit_code == 0, r.output
+        _is_figure(out)
+    r = runner.invoke(app, ["plot", "pareto", str(sweep_dir)])
+    assert r.exit_code == 0 and (sweep_dir / "pareto.png").is_file()
