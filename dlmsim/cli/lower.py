@@ -10,6 +10,11 @@ import typer
 
 from dlmsim.cli.common import app, err, out
 
+# Lowered programs are for functional checks and HLS projects of one block; a full-length
+# block makes Allo's compose step take minutes and gigabytes (allo.md), so the default caps
+# the length. LLaDA's generation settings need seq_len >= gen_len: the cap is >= 128.
+DEFAULT_MAX_SEQ_LEN = 128
+
 
 @app.command()
 def lower(
@@ -19,14 +24,16 @@ def lower(
     scope: str = typer.Option("block", help="block (one DDiT block / BERT layer) or forward "
                               "(the block stack)."),
     output: Path | None = typer.Option(None, "-o", "--output",
-                                       help="Directory to write (default lowered/<arch>-"
-                                       "<workload>-<scope>)."),
+                                       help="Directory to write (default results/lowered/"
+                                       "<arch>-<workload>-<scope>)."),
     run: str = typer.Option("none", "--run", help="none, llvm, vhls or csyn (each implies "
                             "the steps before it)."),
     allo_python: str | None = typer.Option(None, "--allo-python",
                                            help="Python with Allo installed (>= 3.12)."),
-    seq_len: int | None = typer.Option(None, "--seq-len", "-l", help="Sequence length."),
-    batch: int | None = typer.Option(None, "--batch", "-b", help="Batch size."),
+    seq_len: int | None = typer.Option(
+        None, "--seq-len", "-l", help=f"Sequence length (default: the model's, at most "
+        f"{DEFAULT_MAX_SEQ_LEN}: Allo's compose time and memory grow with the shapes)."),
+    batch: int = typer.Option(1, "--batch", "-b", help="Batch size."),
     seed: int = typer.Option(0, help="Seed of the test vectors."),
 ):
     """Lower a design to a self-contained Allo program with test vectors and a driver."""
@@ -39,6 +46,12 @@ def lower(
 
     steps = steps_for(run)
     a = load_arch(arch)
+    if seq_len is None:
+        full = load_workload(workload).run_param("seq_len")
+        seq_len = min(full, DEFAULT_MAX_SEQ_LEN)
+        if seq_len < full:
+            err.print(f"note: lowering at seq_len {seq_len} (the model runs {full}); "
+                      "pass --seq-len to change it", highlight=False)
     t = load_workload(workload, seq_len=seq_len, batch=batch)
     if steps:
         if allo_python is None:
@@ -48,9 +61,12 @@ def lower(
                                  "--allo-python PATH to an interpreter with Allo (>= 3.12)")
             allo_python = sys.executable
         check_python(allo_python)
-    dest = output or Path("lowered") / f"{a.name}-{t.model}-{scope}"
-    res = do_lower(a, t, dest, scope=scope, arch_source=str(resolve("arch", arch, "arch")),
-                   workload_source=str(resolve("workloads", workload, "workload")), seed=seed)
+    dest = output or Path("results") / "lowered" / f"{a.name}-{t.model}-{scope}"
+    with err.status(f"lowering {t.model} onto {a.name} ..."):
+        res = do_lower(a, t, dest, scope=scope,
+                       arch_source=str(resolve("arch", arch, "arch")),
+                       workload_source=str(resolve("workloads", workload, "workload")),
+                       seed=seed)
     for w in res.warnings:
         err.print(f"warning: {w}", markup=False, highlight=False)
     p = res.manifest["program"]
