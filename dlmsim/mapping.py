@@ -151,8 +151,20 @@ class Mapper:
             cyc = max(cyc, psum_bytes / self.arch.buffer.bytes_per_cycle)
         return cyc
 
-    def choose_dataflow(self, op: Op, previous: str | None) -> tuple[str, float]:
-        """(dataflow, array cycles incl. switch cost) under the arch's policy."""
+    def sfu_cycles(self, op: Op) -> float:
+        """SFU busy cycles: passes x elements / (lanes x elements per lane) + depth."""
+        sfu = self.arch.sfu
+        work = sfu.fn_passes(op.fn) * op.elements / sfu.elems_per_cycle
+        return work + (sfu.pipeline_depth_cycles if work else 0)
+
+    def choose_dataflow(self, op: Op, previous: str | None, consumer: Op | None = None
+                        ) -> tuple[str, float]:
+        """(dataflow, array cycles incl. switch cost) under the arch's policy.
+
+        `auto` takes the cheaper of OS and WS per op. When the next op is an SFU op streaming
+        this output, the pair is compared: under OS the SFU works on rows as they come, about
+        max(GEMM, SFU) cycles; under WS it waits for the whole GEMM, GEMM + SFU cycles.
+        """
         policy = self.arch.array.policy
         options = self.arch.array.dataflows if policy == "auto" else [policy]
         best = None
@@ -160,9 +172,13 @@ class Mapper:
             cyc = self.array_cycles(op, df)
             if previous and df != previous:
                 cyc += self.arch.array.switch_cycles
-            if best is None or cyc < best[1]:
-                best = (df, cyc)
-        return best
+            pair = cyc
+            if consumer is not None:
+                sfu = self.sfu_cycles(consumer)
+                pair = cyc + sfu if df == "ws" else max(cyc, sfu)
+            if best is None or pair < best[2]:
+                best = (df, cyc, pair)
+        return best[:2]
 
     # ---- plans ---------------------------------------------------------------------------
     def plan(self, ops: list[Op]) -> list[OpPlan]:
@@ -172,7 +188,10 @@ class Mapper:
         gemm_choice: dict[int, tuple[str, float]] = {}
         for j, op in enumerate(ops):
             if op.kind == "gemm":
-                gemm_choice[j] = self.choose_dataflow(op, prev)
+                nxt = ops[j + 1] if j + 1 < len(ops) else None
+                streams = (nxt is not None and nxt.kind == "sfu" and nxt.inputs
+                           and nxt.inputs[0].name == op.outputs[0].name)
+                gemm_choice[j] = self.choose_dataflow(op, prev, nxt if streams else None)
                 prev = gemm_choice[j][0]
                 dataflows.append(prev)
             else:
@@ -236,10 +255,8 @@ class Mapper:
                 unit, cycles, compute_roof = "dma", 0.0, 0.0
             else:
                 unit = "sfu"
-                sfu = self.arch.sfu
-                work = sfu.fn_passes(op.fn) * op.elements / sfu.elems_per_cycle
-                cycles = work + (sfu.pipeline_depth_cycles if work else 0)
-                compute_roof = work
+                cycles = self.sfu_cycles(op)
+                compute_roof = cycles - (self.arch.sfu.pipeline_depth_cycles if cycles else 0)
         memory_roof = (reads + writes) / self.bw
         # Rows complete only at the op's end for WS, and when the weights come in several
         # panels (the last panel finishes every row); layout ops permute whole tensors.
