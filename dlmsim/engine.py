@@ -189,42 +189,77 @@ def _same_structure(a, b) -> bool:
     return len(a) == len(b) and all(x.signature() == y.signature() for x, y in zip(a, b))
 
 
-def _rows(plans, seg: SegmentRun, count: float, weights=None):
-    """Per-op dicts; `cycles` attributed so that the rows of a segment sum to its makespan."""
+def _rows(plans, seg: SegmentRun) -> list[dict]:
+    """One dict per op; `cycles` attributed so that a segment's rows sum to its makespan:
+    each op gets the time by which it moves the latest end seen so far."""
     rows, run_max = [], 0.0
     for p, tm in zip(plans, seg.timings):
-        attributed = max(0.0, tm.end - run_max)
+        rows.append({"plan": p, "name": p.op.name, "n": 1, "span_cycles": tm.end - tm.start,
+                     "cycles": max(0.0, tm.end - run_max)})
         run_max = max(run_max, tm.end)
-        rows.append({"plan": p, "cycles": attributed, "span_cycles": tm.end - tm.start,
-                     "count": count})
     return rows
 
 
 def _phase_cost(rows) -> PhaseCost:
-    from dlmsim.results import PhaseCost
-
+    """Cost of one execution of a phase: every row times its instances `n` per execution."""
     total = PhaseCost()
     for r in rows:
         p = r["plan"]
-        total = total + PhaseCost(
+        total = total + r["n"] * PhaseCost(
             cycles=r["cycles"], macs=p.op.macs,
             sfu_busy_cycles=p.compute_cycles if p.unit == "sfu" else 0.0,
             array_busy_cycles=p.compute_cycles if p.unit == "array" else 0.0,
             dram_bytes=p.dram_read_bytes + p.dram_write_bytes,
-        ) * (r["count"] / r.get("per", 1))
+        )
     return total
+
+
+def _forward(run, ops, timeline: bool):
+    """Rows of one forward pass (identical blocks merged into one row each) and the events
+    of one block for the timeline.
+
+    Identical blocks are simulated once alone and twice in a row; the difference is the
+    marginal cost of a block in the steady state of the pipeline, so
+    forward = sim(pre, b0, b1, post) + (n - 2) * (sim(pre, b0, b1, post) - sim(pre, b0, post)),
+    exact when every further block adds the same time (a periodic steady state).
+    """
+    pre, blocks, post = _block_groups(ops)
+    nb = len(blocks)
+    if nb < 2 or not all(_same_structure(blocks[0], b) for b in blocks[1:]):
+        plans, seg = run(ops, timeline)
+        return _rows(plans, seg), seg.events
+    one = run(pre + blocks[0] + post, False)[1].cycles
+    plans, seg = run(pre + blocks[0] + blocks[1] + post, timeline)
+    marginal = seg.cycles - one
+    rows = _rows(plans, seg)
+    a, b = len(pre), len(pre) + len(blocks[0])
+    c = b + len(blocks[0])
+    first, steady = rows[a:b], rows[b:c]
+    # The per-op split of the steady block comes from the simulated second block, scaled so
+    # that the rows add up to sim(two blocks) + (n - 2) * marginal.
+    s1 = sum(r["cycles"] for r in steady)
+    f = (s1 + (nb - 2) * marginal) / ((nb - 1) * s1) if s1 > 0 else 0.0
+    idx = blocks[1][0].block
+    merged = []
+    for r0, r1 in zip(first, steady):
+        name = r1["name"]
+        for prefix in ("blocks", "layers"):
+            name = name.replace(f"{prefix}.{idx}.", f"{prefix}.*.")
+        merged.append({**r1, "name": name, "n": nb,
+                       "cycles": (r0["cycles"] + (nb - 1) * f * r1["cycles"]) / nb})
+    names = {p.op.name for p in plans[b:c]}
+    return rows[:a] + merged + rows[c:], [e for e in seg.events if e[1] in names]
 
 
 def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False):
     """Simulate a whole sampling run of `trace` on `arch` -> SimResult.
 
-    Once-per-run, forward and per-step ops are separate segments (no overlap between them).
-    Identical blocks of the forward pass are simulated once alone and twice in a row; the
-    difference is the marginal cost of a block in the steady state of the pipeline, so
-    forward = sim(pre, b0, b1, post) + (n - 2) * (sim(pre, b0, b1, post) - sim(pre, b0, post)),
-    exact when every further block adds the same time (a periodic steady state).
+    Once-per-run, forward and per-step ops are separate segments (no overlap between them);
+    the run is once + forward passes x forward + steps x step. `timeline` keeps the events
+    of one block (or of the whole forward pass when its blocks differ).
     """
     from dlmsim.arch import check_buffer
+    from dlmsim.errors import InputError
     from dlmsim.mapping import Mapper
     from dlmsim.resources import calibrated, estimate
     from dlmsim.results import SimResult
@@ -233,77 +268,33 @@ def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False):
     device = arch.dev()
     res = estimate(arch, device)
     if not res.fits and not arch.allow_overfull:
-        from dlmsim.errors import InputError
-
         raise InputError(f"{arch.name} does not fit {device.name}: {res.describe_over()} "
                          "(set allow_overfull: true to simulate it anyway)")
     mapper = Mapper(arch, max_chunks=max_chunks)
-    bw = mapper.bw
-    lat = arch.memory.latency_ns * 1e-9 * arch.clock_mhz * 1e6
+    latency_cycles = arch.memory.latency_ns * 1e-3 * arch.clock_mhz
 
-    def run(ops, record=False):
+    def run(ops, record):
         plans = mapper.plan(ops)
-        return plans, run_segment(plans, bw, lat, record)
+        return plans, run_segment(plans, mapper.bw, latency_cycles, record)
 
-    all_rows = []
-    events = []
-    # Forward pass.
-    fwd = list(trace.phase_ops("forward"))
-    pre, blocks, post = _block_groups(fwd)
-    nb = len(blocks)
-    if nb >= 2 and all(_same_structure(blocks[0], b) for b in blocks[1:]):
-        # Marginal cost of one more block in the pipeline's steady state: the difference of
-        # the forward simulated with two blocks and with one.
-        one = run(pre + blocks[0] + post)[1].cycles
-        plans, seg = run(pre + blocks[0] + blocks[1] + post, record=timeline)
-        marginal = seg.cycles - one
-        rows = _rows(plans, seg, trace.forward_passes)
-        a, b = len(pre), len(pre) + len(blocks[0])
-        c = b + len(blocks[0])
-        first, steady = rows[a:b], rows[b:c]
-        # The steady block's per-op split comes from the simulated second block; it is scaled
-        # so that the rows add up to sim(two blocks) + (n - 2) * marginal.
-        s1 = sum(r["cycles"] for r in steady)
-        f = (s1 + (nb - 2) * marginal) / ((nb - 1) * s1) if s1 > 0 else 0.0
-        idx = blocks[1][0].block
-        merged = []
-        for r0, r1 in zip(first, steady):
-            cyc = (r0["cycles"] + (nb - 1) * f * r1["cycles"]) / nb
-            name = r1["plan"].op.name
-            for prefix in ("blocks", "layers"):
-                name = name.replace(f"{prefix}.{idx}.", f"{prefix}.*.")
-            merged.append({**r1, "cycles": cyc, "count": trace.forward_passes * nb,
-                           "name": name})
-        fwd_rows = rows[:a] + merged + rows[c:]
-        if timeline:
-            names = {p.op.name for p in plans[b:c]}
-            events = [e for e in seg.events if e[1] in names]
-    else:
-        plans, seg = run(fwd, record=timeline)
-        fwd_rows = _rows(plans, seg, trace.forward_passes)
-        events = seg.events
-    all_rows += fwd_rows
-    forward_cost = _phase_cost([{**r, "count": r["count"] / max(trace.forward_passes, 1e-300)}
-                                for r in fwd_rows]) if trace.forward_passes else \
-        _phase_cost([{**r, "count": 1} for r in fwd_rows])
-    # Per-step and once-per-run ops.
-    costs = {}
-    for phase, count in (("step", trace.steps), ("once", 1)):
-        ops = list(trace.phase_ops(phase))
-        plans, seg = run(ops)
-        rows = _rows(plans, seg, count)
-        all_rows += rows
-        costs[phase] = _phase_cost([{**r, "count": 1} for r in rows])
+    phases = {}
+    fwd_rows, events = _forward(run, list(trace.phase_ops("forward")), timeline)
+    phases["forward"] = (fwd_rows, trace.forward_passes)
+    for phase, per_run in (("step", trace.steps), ("once", 1)):
+        phases[phase] = (_rows(*run(list(trace.phase_ops(phase)), False)), per_run)
+    costs = {ph: _phase_cost(rows) for ph, (rows, _) in phases.items()}
+    df = _frame([{**r, "count": r["n"] * per_run}
+                 for rows, per_run in phases.values() for r in rows], mapper.bw)
 
-    df = _frame(all_rows, bw)
-    run = dict(trace.run)
-    tokens = run.get("batch", 1) * run.get("gen_len", run.get("seq_len", 1))
+    run_params = dict(trace.run)
+    tokens = run_params.get("batch", 1) * run_params.get("gen_len",
+                                                         run_params.get("seq_len", 1))
     cal = arch.calibration
     return SimResult(
-        arch=arch.name, workload=trace.model, run=run, clock_mhz=arch.clock_mhz,
-        pes=arch.pes, bandwidth_bytes_per_cycle=bw, once=costs["once"], forward=forward_cost,
-        step=costs["step"], forward_passes=trace.forward_passes, steps=trace.steps,
-        tokens_per_run=int(tokens), ops=df, resources=res,
+        arch=arch.name, workload=trace.model, run=run_params, clock_mhz=arch.clock_mhz,
+        pes=arch.pes, bandwidth_bytes_per_cycle=mapper.bw, once=costs["once"],
+        forward=costs["forward"], step=costs["step"], forward_passes=trace.forward_passes,
+        steps=trace.steps, tokens_per_run=int(tokens), ops=df, resources=res,
         calibrated_resources=calibrated(res, arch),
         cycle_factor=cal.cycles if cal is not None else None,
         calibrated_clock_mhz=cal.clock_mhz if cal is not None else None, timeline=events,
@@ -322,7 +313,7 @@ def _frame(rows, bw):
         else:
             bound = "compute" if p.unit == "array" else "sfu"
         out.append({
-            "name": r.get("name", p.op.name),
+            "name": r["name"],
             "kind": p.op.kind,
             "fn": p.op.fn,
             "phase": p.op.phase,
