@@ -6,17 +6,35 @@ Each subcommand lives in its own module here and registers itself on `app` when 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 import sys
 
-from dlmsim.cli.common import app, err
+from dlmsim.cli.common import app, err, fail
 from dlmsim.errors import InputError
 
 # Every module of this package other than `common` defines subcommands on `app`.
 for _m in pkgutil.iter_modules(__path__):
     if _m.name != "common":
         importlib.import_module(f"{__name__}.{_m.name}")
+
+
+def _one_line_errors(fn):
+    """Bad input inside a command: one line and exit code 1, also for in-process runners."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except InputError as e:
+            fail(str(e))
+
+    return wrapper
+
+
+for _cmd in app.registered_commands:
+    _cmd.callback = _one_line_errors(_cmd.callback)
 
 __all__ = ["app", "main"]
 

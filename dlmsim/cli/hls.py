@@ -10,8 +10,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from dlmsim.cli.common import app, fail, out
-from dlmsim.errors import InputError
+from dlmsim.cli.common import app, out
 
 _UNITS = {"DSP": "DSP slices", "BRAM18": "BRAM 18 Kb blocks", "URAM": "URAM 288 Kb blocks",
           "FF": "flip-flops", "LUT": "LUTs"}
@@ -31,10 +30,7 @@ def hls_report(
     """Read an HLS synthesis report: clock, latency, interval, loops and resources."""
     from dlmsim.hls_report import RESOURCES, parse_report
 
-    try:
-        r = parse_report(path)
-    except InputError as e:  # caught here too so in-process runners also get one line
-        fail(str(e))
+    r = parse_report(path)
     if fmt == HlsFmt.json:
         sys.stdout.write(json.dumps(r.to_dict(), indent=1) + "\n")
         return
