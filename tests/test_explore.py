@@ -205,13 +205,15 @@ def _finished(url: str, study: str) -> dict[int, tuple]:
 
 
 def _finished_if_ready(url: str, study: str, db: Path) -> dict:
+    import optuna
     import sqlalchemy
 
     if not db.exists():
         return {}
     try:
         return _finished(url, study)
-    except (KeyError, sqlalchemy.exc.SQLAlchemyError):  # tables or study not there yet
+    # Tables or study not there yet: the search process is still creating them.
+    except (KeyError, sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError):
         return {}
 
 
