@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -66,13 +67,32 @@ def open_storage(url: str, heartbeat: bool = True):
             kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
         if heartbeat:
             kwargs.update(heartbeat_interval=10, grace_period=30)
-        return optuna.storages.RDBStorage(url, **kwargs)
+        return _rdb_storage(url, kwargs)
     # Drivers and servers fail in many ways (import, connection, auth, schema): one line.
     except Exception as e:  # noqa: BLE001
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if isinstance(e, ModuleNotFoundError | ImportError):
             msg = f"missing database driver ({msg})"
         raise InputError(f"cannot open storage {url}: {msg[:200]}") from None
+
+
+def _rdb_storage(url: str, kwargs: dict[str, Any], tries: int = 6):
+    """RDBStorage, retried while another process (a worker started at the same moment)
+    is creating the same fresh database's schema: that race shows as an integrity or
+    'no such table' error which disappears once the other process is done."""
+    import sqlalchemy.exc
+
+    for attempt in range(tries):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError,
+                optuna.exceptions.StorageInternalError) as e:
+            text = f"{e} {e.__cause__}".lower()
+            racing = any(s in text for s in ("no such table", "already exists", "unique"))
+            if not racing or attempt == tries - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def make_sampler(problem: Problem, name: str, seed: int | None, trials: int):
