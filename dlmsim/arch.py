@@ -253,6 +253,11 @@ class Accelerator(Strict):
     def dev(self) -> Device:
         return load_device(self.device)
 
+    @property
+    def latency_cycles(self) -> float:
+        """The memory's first-byte latency in accelerator cycles."""
+        return self.memory.latency_ns * 1e-3 * self.clock_mhz
+
     def bandwidth_bytes_per_cycle(self, device: Device | None = None) -> float:
         """Achieved off-chip bytes per cycle: min(ports x port width x clock, peak) x eff."""
         device = device or self.dev()

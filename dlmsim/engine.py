@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import simpy
 
-from dlmsim.mapping import OpPlan
+from dlmsim.mapping import Mapper, OpPlan
 from dlmsim.results import PhaseCost
 
 
@@ -42,7 +42,6 @@ class OpTiming:
 
     start: float = math.inf
     end: float = 0.0
-    dma_cycles: float = 0.0
 
 
 @dataclass
@@ -57,14 +56,16 @@ def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: 
                 record: bool = False, prefetch: int = 2) -> SegmentRun:
     """Simulate `plans` in order; return the makespan (cycles) and per-op timings."""
     env = simpy.Environment()
-    # Write-backs go before queued reads (priority 0 < 1): they free buffer space.
+    # Write-backs go before queued reads (priority 0 < 1): consumers reading them back wait.
     mem = simpy.PriorityResource(env, capacity=1)
     n = len(plans)
     timings = [OpTiming() for _ in plans]
     events: list = []
     loaded = [[env.event() for _ in range(p.chunks)] for p in plans]
     done = [[env.event() for _ in range(p.chunks)] for p in plans]
-    stored = [[env.event() for _ in range(p.chunks)] for p in plans]
+    # Without a write-back a chunk's results are on chip (stored) as soon as computed.
+    stored = [[env.event() if p.dram_write_bytes > 0 else d for d in done[j]]
+              for j, p in enumerate(plans)]
 
     producer: dict[str, int] = {}
     deps_dram: list[list[tuple[int, bool]]] = [[] for _ in plans]  # wait at load
@@ -98,8 +99,6 @@ def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: 
         tm = timings[j]
         tm.start = min(tm.start, t0)
         tm.end = max(tm.end, env.now)
-        if unit.startswith("dma"):
-            tm.dma_cycles += env.now - t0
         if record:
             events.append((unit, plans[j].op.name, c, t0, env.now))
 
@@ -153,12 +152,9 @@ def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: 
         stored[j][c].succeed()
 
     for j, p in enumerate(plans):
-        per = p.dram_write_bytes / p.chunks
-        for c in range(p.chunks):
-            if per > 0:
-                env.process(store(j, c, per))
-            else:  # nothing to write back: the results are on chip once computed
-                stored[j][c] = done[j][c]
+        if p.dram_write_bytes > 0:
+            for c in range(p.chunks):
+                env.process(store(j, c, p.dram_write_bytes / p.chunks))
 
     for unit in unit_done:
         env.process(dma_in(unit))
@@ -171,6 +167,12 @@ def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: 
         if tm.start == math.inf:
             tm.start = tm.end
     return SegmentRun(env.now, timings, events)
+
+
+def run_ops(mapper: Mapper, ops, record: bool = False) -> tuple[list[OpPlan], SegmentRun]:
+    """Map `ops` onto the mapper's accelerator and simulate them as one segment."""
+    plans = mapper.plan(ops)
+    return plans, run_segment(plans, mapper.bw, mapper.arch.latency_cycles, record)
 
 
 # ------------------------------------------------------------------------ whole sampling run
@@ -214,7 +216,7 @@ def _phase_cost(rows) -> PhaseCost:
     return total
 
 
-def _forward(run, ops, timeline: bool):
+def _forward(mapper: Mapper, ops, timeline: bool):
     """Rows of one forward pass (identical blocks merged into one row each) and the events
     of one block for the timeline.
 
@@ -226,10 +228,10 @@ def _forward(run, ops, timeline: bool):
     pre, blocks, post = _block_groups(ops)
     nb = len(blocks)
     if nb < 2 or not all(_same_structure(blocks[0], b) for b in blocks[1:]):
-        plans, seg = run(ops, timeline)
+        plans, seg = run_ops(mapper, ops, timeline)
         return _rows(plans, seg), seg.events
-    one = run(pre + blocks[0] + post, False)[1].cycles
-    plans, seg = run(pre + blocks[0] + blocks[1] + post, timeline)
+    one = run_ops(mapper, pre + blocks[0] + post)[1].cycles
+    plans, seg = run_ops(mapper, pre + blocks[0] + blocks[1] + post, timeline)
     marginal = seg.cycles - one
     rows = _rows(plans, seg)
     a, b = len(pre), len(pre) + len(blocks[0])
@@ -260,7 +262,6 @@ def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False):
     """
     from dlmsim.arch import check_buffer
     from dlmsim.errors import InputError
-    from dlmsim.mapping import Mapper
     from dlmsim.resources import calibrated, estimate
     from dlmsim.results import SimResult
 
@@ -271,17 +272,12 @@ def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False):
         raise InputError(f"{arch.name} does not fit {device.name}: {res.describe_over()} "
                          "(set allow_overfull: true to simulate it anyway)")
     mapper = Mapper(arch, max_chunks=max_chunks)
-    latency_cycles = arch.memory.latency_ns * 1e-3 * arch.clock_mhz
-
-    def run(ops, record):
-        plans = mapper.plan(ops)
-        return plans, run_segment(plans, mapper.bw, latency_cycles, record)
 
     phases = {}
-    fwd_rows, events = _forward(run, list(trace.phase_ops("forward")), timeline)
+    fwd_rows, events = _forward(mapper, list(trace.phase_ops("forward")), timeline)
     phases["forward"] = (fwd_rows, trace.forward_passes)
     for phase, per_run in (("step", trace.steps), ("once", 1)):
-        phases[phase] = (_rows(*run(list(trace.phase_ops(phase)), False)), per_run)
+        phases[phase] = (_rows(*run_ops(mapper, list(trace.phase_ops(phase)))), per_run)
     costs = {ph: _phase_cost(rows) for ph, (rows, _) in phases.items()}
     df = _frame([{**r, "count": r["n"] * per_run}
                  for rows, per_run in phases.values() for r in rows], mapper.bw)

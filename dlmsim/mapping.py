@@ -30,11 +30,7 @@ from dataclasses import dataclass
 
 from dlmsim.arch import Accelerator, bytes_of
 from dlmsim.cost.systolic import gemm_cycles
-from dlmsim.workloads.ir import Op
-
-ROW_WISE_FNS = {"layernorm", "rmsnorm", "softmax", "log_softmax", "gumbel_argmax", "argmax",
-                "rowmax", "dist_argmin", "topk"}
-LAYOUT_FNS = {"split_heads", "merge_heads", "rotary"}
+from dlmsim.workloads.ir import LAYOUT_FNS, Op
 
 
 @dataclass(frozen=True)
@@ -47,12 +43,9 @@ class OpPlan:
     compute_cycles: float  # busy cycles of the unit (incl. switch cost, psum port limit)
     dram_read_bytes: float
     dram_write_bytes: float
-    tile_bytes: float  # working set of one tile (double-buffered inputs + output)
     chunks: int  # row blocks the engine splits the op into
     weight_panels: int  # N panels of a GEMM (1 when its whole B fits)
     roofline_cycles: float  # max(peak compute, compulsory bytes / bandwidth)
-    compute_roof_cycles: float
-    memory_roof_cycles: float
     full_dependency: bool  # consumers must wait for the whole op (WS, layout ops)
     on_chip_inputs: tuple[str, ...]  # activation inputs that did not come from DRAM
     output_on_chip: bool
@@ -209,16 +202,16 @@ class Mapper:
                                     if any(t.name == out.name for t in ops[jj].inputs))
             used_later = later_use.get(out.name, -1) > j
             output_on_chip = used_later and consumers_on_chip
-            plans.append(self._plan_op(op, j, on_chip, output_on_chip, gemm_choice.get(j)))
+            plans.append(self._plan_op(op, on_chip, output_on_chip, gemm_choice.get(j)))
         return plans
 
-    def _plan_op(self, op: Op, j: int, on_chip: tuple[str, ...], output_on_chip: bool,
+    def _plan_op(self, op: Op, on_chip: tuple[str, ...], output_on_chip: bool,
                  choice) -> OpPlan:
         reads = 0.0
         panels = 1
         if op.kind == "gemm":
             dataflow, cycles = choice
-            b, m, k, n = op.gemm_dims
+            b, m, _, n = op.gemm_dims
             panels = self.weight_panels(op)
             ksplit = self.k_splits(op)
             a, bop = op.inputs[0], op.inputs[1]
@@ -235,8 +228,6 @@ class Mapper:
             # Chunks: array output blocks, independent of the buffer size (so that a bigger
             # buffer only ever removes traffic, never coarsens the pipeline).
             rows = b * math.ceil(m / self.r) * math.ceil(n / self.c)
-            tile = 2 * (self.r * k * self.ab / ksplit) + k * self.c * (
-                self.wb if bop.role == "weight" else self.ab) / ksplit + self.r * self.c * self.accb
             compute_roof = op.macs * operand_passes(op, self.arch) / self.peak_macs
         else:
             dataflow = ""
@@ -250,7 +241,6 @@ class Mapper:
             writes = 0.0 if output_on_chip else sum(self.tensor_bytes(t) for t in op.outputs)
             data = op.inputs[0] if op.kind == "sfu" else op.outputs[0]
             rows = max(1, data.numel // data.shape[-1])
-            tile = 2 * data.shape[-1] * self.ab * 2
             if op.kind == "gather":
                 unit, cycles, compute_roof = "dma", 0.0, 0.0
             else:
@@ -264,9 +254,8 @@ class Mapper:
             op.kind == "sfu" and op.fn in LAYOUT_FNS)
         return OpPlan(
             op=op, unit=unit, dataflow=dataflow, compute_cycles=float(cycles),
-            dram_read_bytes=reads, dram_write_bytes=writes, tile_bytes=tile,
+            dram_read_bytes=reads, dram_write_bytes=writes,
             chunks=max(1, min(self.max_chunks, rows)), weight_panels=panels,
-            roofline_cycles=max(compute_roof, memory_roof), compute_roof_cycles=compute_roof,
-            memory_roof_cycles=memory_roof, full_dependency=full, on_chip_inputs=on_chip,
-            output_on_chip=output_on_chip,
+            roofline_cycles=max(compute_roof, memory_roof), full_dependency=full,
+            on_chip_inputs=on_chip, output_on_chip=output_on_chip,
         )

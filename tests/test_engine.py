@@ -18,8 +18,7 @@ from dlmsim.workloads.ir import Op, Tensor
 def _plan(op, unit, compute, reads, writes, chunks=2, on_chip=(), full=False):
     return OpPlan(op=op, unit=unit, dataflow="os" if unit == "array" else "",
                   compute_cycles=compute, dram_read_bytes=reads, dram_write_bytes=writes,
-                  tile_bytes=10, chunks=chunks, weight_panels=1, roofline_cycles=0,
-                  compute_roof_cycles=0, memory_roof_cycles=0, full_dependency=full,
+                  chunks=chunks, weight_panels=1, roofline_cycles=0, full_dependency=full,
                   on_chip_inputs=on_chip, output_on_chip=not writes)
 
 
@@ -130,13 +129,10 @@ def test_blocks_are_simulated_once_and_scaled():
     from dlmsim.engine import _block_groups
 
     pre, blocks, post = _block_groups(list(t.phase_ops("forward")))
+    from dlmsim.engine import run_ops
     from dlmsim.mapping import Mapper
 
-    arch = _arch()
-    m = Mapper(arch)
-    plans = m.plan(pre + [op for b in blocks for op in b] + post)
-    lat = arch.memory.latency_ns * 1e-9 * arch.clock_mhz * 1e6
-    full = run_segment(plans, m.bw, lat).cycles
+    full = run_ops(Mapper(_arch()), pre + [op for b in blocks for op in b] + post)[1].cycles
     assert scaled == pytest.approx(full, rel=1e-3)
 
 

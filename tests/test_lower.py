@@ -222,3 +222,21 @@ def test_vhls_generation(lowered):
     rows = run_driver(res.out_dir, sys.executable, ["vhls"])
     assert rows[0]["ok"], rows[0]["error"]
     assert rows[0]["result"]["lines"] > 100
+
+
+def test_prediction_is_the_simulators_run_of_the_lowered_ops(lowered):
+    """The manifest's predicted cycles are the engine's run of the lowered ops on the arch:
+    at least the time one channel needs for all their DRAM bytes at the achieved bandwidth,
+    and exactly what `dlmsim.engine.run_ops` gives for them."""
+    from dlmsim.engine import run_ops
+    from dlmsim.mapping import Mapper
+
+    for arch, _trace, res in lowered.values():
+        pred = res.manifest["prediction"]
+        names = [r["name"] for r in pred["per_op"]]
+        ops = [op for op in _trace.ops if op.name in set(names)]
+        assert [op.name for op in ops] == names
+        plans, seg = run_ops(Mapper(arch), ops)
+        dram = sum(p.dram_read_bytes + p.dram_write_bytes for p in plans)
+        assert pred["cycles"] >= dram / arch.bandwidth_bytes_per_cycle()
+        assert pred["cycles"] == pytest.approx(seg.cycles)

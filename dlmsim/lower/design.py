@@ -154,14 +154,11 @@ def k_tile(arch: Accelerator, gemms: list[GemmPlan]) -> int:
 
 def predict(arch: Accelerator, ops: list[Op]) -> dict:
     """The simulator's figures for exactly these ops (see the module docstring)."""
-    from dlmsim.engine import run_segment
+    from dlmsim.engine import run_ops
     from dlmsim.mapping import Mapper
     from dlmsim.resources import estimate
 
-    mapper = Mapper(arch)
-    plans = mapper.plan(ops)
-    lat = arch.memory.latency_ns * 1e-9 * arch.clock_mhz * 1e6
-    seg = run_segment(plans, mapper.pool, mapper.bw, lat)
+    plans, seg = run_ops(Mapper(arch), ops)
     res = estimate(arch)
     return {
         "definition": "makespan of the simulator's event-driven run of exactly the lowered "

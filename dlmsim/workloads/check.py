@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from dlmsim.workloads.ir import (
     DTYPE_BYTES,
     KINDS,
+    LAYOUT_FNS,
     PHASES,
     REDUCING_FNS,
     ROLES,
@@ -22,7 +23,6 @@ from dlmsim.workloads.ir import (
 if TYPE_CHECKING:
     from dlmsim.workloads.ir import Op, Tensor, Trace
 
-LAYOUT_FNS = {"split_heads", "merge_heads", "rotary"}  # outputs re-arrange the input elements
 
 
 def _shape(s) -> str:

@@ -67,6 +67,9 @@ SFU_FNS: dict[str, float] = {
     "posterior_update": 4.0, # Diffusion-LM: a*x0 + b*xt + sigma*noise
 }
 
+# Functions that only re-arrange their input's elements (rotary also splits the heads).
+LAYOUT_FNS = {"split_heads", "merge_heads", "rotary"}
+
 # Functions that reduce the last dim (output shape differs from the input's).
 REDUCING_FNS = {"gumbel_argmax", "argmax", "rowmax", "dist_argmin", "topk"}
 
