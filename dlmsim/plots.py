@@ -335,17 +335,9 @@ def timeline(events, path, title: str | None = None, clock_mhz: float | None = N
         return _save(fig, path)
 
 
-def _infer_peaks(ops_df: pd.DataFrame, summary: dict[str, Any]):
-    """(PEs, achieved DRAM bytes per cycle) from the summary's utilisations."""
-    cyc = float(summary.get("total_cycles") or 0)
-    macs = float((ops_df["count"] * ops_df["macs"]).sum())
-    pes = summary.get("pes")
-    bw = summary.get("bandwidth_bytes_per_cycle")
-    if pes is None and cyc and summary.get("util_array"):
-        pes = macs / (float(summary["util_array"]) * cyc)
-    if bw is None and cyc and summary.get("util_memory_bw"):
-        bw = float(summary["dram_bytes_per_run"]) / (float(summary["util_memory_bw"]) * cyc)
-    return pes, bw
+def _device_peaks(summary: dict[str, Any]):
+    """(PEs, achieved DRAM bytes per cycle) as the simulation summary states them."""
+    return summary.get("pes"), summary.get("bandwidth_bytes_per_cycle")
 
 
 def roofline(ops_df: pd.DataFrame, summary: dict[str, Any], path, title: str | None = None,
@@ -358,7 +350,7 @@ def roofline(ops_df: pd.DataFrame, summary: dict[str, Any], path, title: str | N
     clock = float(summary.get("clock_mhz") or 0)
     if not clock:
         raise InputError("summary lacks clock_mhz")
-    ip, ib = _infer_peaks(ops_df, summary)
+    ip, ib = _device_peaks(summary)
     pes = pes or ip
     bw = bw_bytes_per_cycle or ib
     if not pes or not bw:

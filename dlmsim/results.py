@@ -116,6 +116,8 @@ class SimResult:
             "workload": self.workload,
             **{f"run_{k}": v for k, v in self.run.items()},
             "clock_mhz": self.clock_mhz,
+            "pes": self.pes,
+            "bandwidth_bytes_per_cycle": self.bandwidth_bytes_per_cycle,
             "total_cycles": self.total_cycles,
             "latency_run_s": self.seconds,
             "latency_forward_s": self.forward_s,

@@ -55,8 +55,8 @@ def test_simulation_plots_render(sim, tmp_path, suffix):
     _is_figure(plots.roofline(sim.ops, sim.summary(), tmp_path / f"r{suffix}"))
 
 
-def test_roofline_infers_the_device(sim):
-    pes, bw = plots._infer_peaks(sim.ops, sim.summary())
+def test_roofline_knows_the_device(sim):
+    pes, bw = plots._device_peaks(sim.summary())
     assert pes == pytest.approx(sim.pes, rel=1e-6)
     assert bw == pytest.approx(sim.bandwidth_bytes_per_cycle, rel=1e-6)
 

@@ -22,22 +22,16 @@ class Kind(str, Enum):
 
 def _spec_info(results: Path):
     """(objective columns, senses, parameter names) from a results directory's spec.yaml."""
-    import yaml
+    from dlmsim.config import read_yaml, validate
+    from dlmsim.explore.spec import Spec
 
     d = results if results.is_dir() else results.parent
     f = d / "spec.yaml"
     if not f.is_file():
         return [], [], []
-    data = yaml.safe_load(f.read_text()) or {}
-    cols, senses = [], []
-    from dlmsim.explore.spec import MAXIMIZE
-
-    for o in data.get("objectives", []):
-        col = f"{o['workload']}/{o['metric']}" if o.get("workload") else o["metric"]
-        cols.append(col)
-        senses.append(o.get("direction") or ("maximize" if o["metric"] in MAXIMIZE
-                                             else "minimize"))
-    return cols, senses, list(data.get("parameters", {}))
+    spec = validate(Spec, read_yaml(f), str(f))
+    return ([o.column for o in spec.objectives], [o.sense for o in spec.objectives],
+            list(spec.parameters))
 
 
 def _sim_dir(results: Path, need: str) -> Path:
