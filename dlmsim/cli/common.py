@@ -38,6 +38,14 @@ def fail(msg: str) -> None:
     raise typer.Exit(1)
 
 
+def fmt_seconds(s: float, digits: int = 3) -> str:
+    """Seconds with an SI prefix: 5.04e-06 -> '5.04 us'."""
+    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "us")):
+        if s >= scale:
+            return f"{s / scale:.{digits}g} {unit}"
+    return f"{s / 1e-9:.{digits}g} ns"
+
+
 def fmt_num(x: float, digits: int = 3) -> str:
     """Compact engineering format: 1.23e+09 -> '1.23 G'. The unit goes in the header."""
     if x == 0:

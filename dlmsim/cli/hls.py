@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from dlmsim.cli.common import app, out
+from dlmsim.cli.common import app, fmt_seconds, out
 
 _UNITS = {"DSP": "DSP slices", "BRAM18": "BRAM 18 Kb blocks", "URAM": "URAM 288 Kb blocks",
           "FF": "flip-flops", "LUT": "LUTs"}
@@ -39,7 +39,7 @@ def hls_report(
         if n is None:
             return "undef"
         s = r.cycles_to_s(n)
-        return f"{n} cycles ({_fmt_s(s) if s is not None else 'no clock in report'})"
+        return f"{n} cycles ({fmt_seconds(s) if s is not None else 'no clock in report'})"
 
     def clock(ns: float | None) -> str:
         return "n/a" if ns is None else f"{ns:g} ns ({1e3 / ns:.1f} MHz)"
@@ -94,9 +94,3 @@ def _opt(v: int | None) -> str:
     return "undef" if v is None else str(v)
 
 
-def _fmt_s(s: float) -> str:
-    """Seconds with an SI prefix: 5.04e-06 -> '5.04 us'."""
-    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "us")):
-        if s >= scale:
-            return f"{s / scale:.3g} {unit}"
-    return f"{s / 1e-9:.3g} ns"

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from dlmsim.cli.common import app, err, fmt_num, out
+from dlmsim.cli.common import app, err, fmt_num, fmt_seconds, out
 
 
 class SimFmt(str, Enum):
@@ -17,12 +17,8 @@ class SimFmt(str, Enum):
     json = "json"
 
 
-def _seconds(s: float) -> str:
-    if s >= 1:
-        return f"{s:.3f} s"
-    if s >= 1e-3:
-        return f"{s * 1e3:.3f} ms"
-    return f"{s * 1e6:.3f} us"
+def _secs(s: float) -> str:
+    return fmt_seconds(s, digits=5)
 
 
 @app.command()
@@ -95,12 +91,12 @@ def _print_tables(res, acc, top: int) -> None:
 
     row("clock", f"{acc.clock_mhz:g} MHz",
         f"{res.calibrated_clock_mhz:g} MHz" if cal and res.calibrated_clock_mhz else "")
-    row("latency per forward pass", _seconds(res.forward_s),
-        _seconds(res.forward_s * cal) if cal else "")
-    row("latency per sampling step (mean)", _seconds(res.step_s),
-        _seconds(res.step_s * cal) if cal else "")
-    row("latency per sampling run", _seconds(res.seconds),
-        _seconds(res.seconds * cal) if cal else "")
+    row("latency per forward pass", _secs(res.forward_s),
+        _secs(res.forward_s * cal) if cal else "")
+    row("latency per sampling step (mean)", _secs(res.step_s),
+        _secs(res.step_s * cal) if cal else "")
+    row("latency per sampling run", _secs(res.seconds),
+        _secs(res.seconds * cal) if cal else "")
     row("forward passes per run", f"{res.forward_passes:.2f} passes")
     row("sampling steps", f"{res.steps} steps")
     row("throughput", f"{res.tokens_per_s:.4g} tokens/s",
