@@ -20,31 +20,27 @@ import types
 import numpy as np
 
 from dlmsim.functional import Numerics, execute
+from dlmsim.quant.quantize import channel_scales, qmax, scale_for
 from dlmsim.workloads.ir import Op, Trace
-
-
-def qmax(bits) -> int:
-    return 2 ** (int(bits) - 1) - 1
 
 
 def quantize(x: np.ndarray, inv_scale: np.float32, bits) -> np.ndarray:
     """Codes as int64: the program's round-half-away-from-zero and clamp, in float32."""
     t = x.astype(np.float32) * np.float32(inv_scale)
     t = np.where(t >= 0, t + np.float32(0.5), t - np.float32(0.5)).astype(np.float32)
-    q = np.float32(qmax(bits))
+    q = np.float32(qmax(int(bits)))
     return np.trunc(np.clip(t, -q, q)).astype(np.int64)
 
 
 def act_scale(max_abs: float, bits) -> tuple[np.float32, np.float32]:
     """(scale, inverse scale) in float32; a zero range gets scale 1."""
-    s = np.float32(max_abs / qmax(bits)) if max_abs > 0 else np.float32(1.0)
+    s = np.float32(scale_for(max_abs, int(bits)))
     return s, np.float32(1.0) / s
 
 
 def weight_codes(w: np.ndarray, bits) -> tuple[np.ndarray, np.ndarray]:
     """Per-output-channel codes and scales of a [K, N] weight."""
-    m = np.abs(w).max(axis=0)
-    s = np.where(m > 0, m / qmax(bits), 1.0).astype(np.float32)
+    s = channel_scales(w, int(bits), axis=-1)[0]
     return quantize(w / s[None, :], np.float32(1.0), bits), s
 
 
