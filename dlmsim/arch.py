@@ -117,6 +117,11 @@ def macs_per_dsp(w_bits: Bits, a_bits: Bits, family: str) -> float:
     return 4.0  # 4 x 4
 
 
+def array_dsps(arch: Accelerator, family: str) -> int:
+    """DSP slices of the PE array: one per `macs_per_dsp` PEs."""
+    return math.ceil(arch.pes / macs_per_dsp(arch.bits.weights, arch.bits.activations, family))
+
+
 def bytes_of(bits: Bits) -> float:
     return 4.0 if bits == "fp32" else bits / 8
 
@@ -291,8 +296,7 @@ def check_buffer(arch: Accelerator, source: str = "arch") -> None:
 def _check_design(arch: Accelerator, source: str) -> None:
     """Cross-field checks that need the device: the array must fit its DSPs."""
     dev = arch.dev()
-    per_dsp = macs_per_dsp(arch.bits.weights, arch.bits.activations, dev.dsp_family)
-    dsps = math.ceil(arch.pes / per_dsp)
+    dsps = array_dsps(arch, dev.dsp_family)
     avail = dev.available()["dsp"]
     if dsps > avail and not arch.allow_overfull:
         raise InputError(

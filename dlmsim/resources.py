@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dlmsim.arch import Accelerator, Device, macs_per_dsp
+from dlmsim.arch import Accelerator, Device, array_dsps
 
 KINDS = ("dsp", "bram36", "uram", "lut", "ff")
 
@@ -79,7 +79,7 @@ def estimate(arch: Accelerator, device: Device | None = None) -> Resources:
     abits = 32 if fp else a
     accbits = 32 if acc == "fp32" else acc
 
-    dsp = math.ceil(arch.pes / macs_per_dsp(w, a, dev.dsp_family))
+    dsp = array_dsps(arch, dev.dsp_family)
     # Per PE: an adder tree of ~(W+A) LUTs (FINN-R) plus control; FFs hold the operands
     # passing through and the accumulator (OS) or the stationary weight and partial sum (WS).
     lut = arch.pes * (wbits + abits + PE_CONTROL_LUT)
