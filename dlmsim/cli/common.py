@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
-from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -56,10 +55,8 @@ def fmt_num(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g} "
 
 
-def emit_frame(df, fmt: Fmt, title: str | None = None, output: Path | None = None) -> None:
-    """A DataFrame as a rich table, CSV or JSON; written atomically to `output` if given."""
-    from dlmsim.config import write_atomic
-
+def emit_frame(df, fmt: Fmt, title: str | None = None) -> None:
+    """A DataFrame as a rich table, or as CSV or JSON on stdout."""
     if fmt == Fmt.table:
         table = Table(title=title, show_lines=False, header_style="bold")
         for col in df.columns:
@@ -69,7 +66,4 @@ def emit_frame(df, fmt: Fmt, title: str | None = None, output: Path | None = Non
         out.print(table)
         return
     text = df.to_csv(index=False) if fmt == Fmt.csv else df.to_json(orient="records", indent=1)
-    if output:
-        write_atomic(output, text)
-    else:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
