@@ -11,7 +11,17 @@ from dlmsim.config import Strict
 Precision = Literal["fp32", "bf16", "fp16"]
 
 
-class MdlmModel(Strict):
+class _Attention(Strict):
+    """A model with `hidden` split over `heads` attention heads."""
+
+    @model_validator(mode="after")
+    def _heads_divide(self):
+        if self.hidden % self.heads:
+            raise ValueError(f"heads {self.heads} does not divide hidden {self.hidden}")
+        return self
+
+
+class MdlmModel(_Attention):
     """DDiT backbone (MDLM, SEDD)."""
 
     hidden: PositiveInt
@@ -21,11 +31,6 @@ class MdlmModel(Strict):
     mlp_ratio: PositiveInt = 4
     vocab: PositiveInt = 50258
     freq_embed: PositiveInt = 256  # sinusoidal timestep embedding width
-
-    @model_validator(mode="after")
-    def _heads_divide(self):
-        _check_heads(self.hidden, self.heads)
-        return self
 
 
 class MdlmRun(Strict):
@@ -38,7 +43,7 @@ class MdlmRun(Strict):
     precision: Precision = "bf16"
 
 
-class DiffusionLmModel(Strict):
+class DiffusionLmModel(_Attention):
     """BERT-base encoder with up/down projections around it (Diffusion-LM)."""
 
     hidden: PositiveInt = 768
@@ -50,11 +55,6 @@ class DiffusionLmModel(Strict):
     max_positions: PositiveInt = 512
     freq_embed: PositiveInt = 128
     time_hidden: PositiveInt = 512
-
-    @model_validator(mode="after")
-    def _heads_divide(self):
-        _check_heads(self.hidden, self.heads)
-        return self
 
 
 class DiffusionLmRun(Strict):
@@ -72,7 +72,7 @@ class DiffusionLmRun(Strict):
         return self
 
 
-class LladaModel(Strict):
+class LladaModel(_Attention):
     """LLaMA-style masked diffusion LM (LLaDA)."""
 
     hidden: PositiveInt = 4096
@@ -83,8 +83,7 @@ class LladaModel(Strict):
     max_len: PositiveInt = 4096
 
     @model_validator(mode="after")
-    def _heads_divide(self):
-        _check_heads(self.hidden, self.heads)
+    def _even_head_dim(self):
         if (self.hidden // self.heads) % 2:
             raise ValueError("rotary needs an even head dim (hidden / heads)")
         return self
@@ -113,11 +112,6 @@ class LladaRun(Strict):
         if self.cache:
             raise ValueError("LLaDA has no sampler cache in dlmsim; set cache: false")
         return self
-
-
-def _check_heads(hidden: int, heads: int) -> None:
-    if hidden % heads:
-        raise ValueError(f"heads {heads} does not divide hidden {hidden}")
 
 
 class _Base(Strict):
