@@ -19,7 +19,7 @@ from dlmsim.errors import InputError
 from dlmsim.explore import front, load_spec, read_table, run_sweep, spec_from_data
 from dlmsim.explore.pareto import compare, hypervolume, pareto_mask, write_front
 
-DLMSIM = [str(Path(sys.executable).parent / "dlmsim")]
+DLMSIM = [sys.executable, "-m", "dlmsim"]  # the CLI of the running interpreter
 TINY_RUN = {"name": "mdlm-tiny", "batch": 1, "seq_len": 64, "steps": 8}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ VITIS2022 = FIX / "synthetic_vitis2022.1_xcu250_gemm_csynth.xml"
 UNDEF = FIX / "synthetic_vitis2020.2_xcvu9p_sampler_undef_csynth.xml"
 SUMMARY = FIX / "synthetic_vitis2021.2_xcu280_gemm_summary_csynth.rpt"
 SLR = FIX / "synthetic_vitis2020.1_xcu250_attn_slr_csynth.rpt"
-DLMSIM = Path("/work/venv/bin/dlmsim")
+DLMSIM = [sys.executable, "-m", "dlmsim"]  # the CLI of the running interpreter
 
 
 def fields(r, *names):
@@ -398,7 +399,7 @@ def test_cli_bad_input_exit_1(tmp_path):
 
 def test_cli_subprocess_missing_file(tmp_path):
     missing = tmp_path / "nope" / "csynth.xml"
-    proc = subprocess.run([str(DLMSIM), "hls-report", str(missing)], capture_output=True,
+    proc = subprocess.run([*DLMSIM, "hls-report", str(missing)], capture_output=True,
                           text=True, timeout=60, cwd=tmp_path, check=False)
     assert proc.returncode == 1
     assert proc.stdout == ""
