@@ -205,6 +205,8 @@ class BufferSpec(Strict):
     # Share of the capacity that holds whole activation tensors between ops; the rest holds
     # the double-buffered tiles of the op in flight (a fixed split: a simplification).
     resident_fraction: float = Field(0.5, ge=0, lt=1)
+    # Buffer-level loop order of every GEMM (rule and formulas: dlmsim.mapping).
+    loop_order: Literal["auto", "weight_panel", "output_row"] = "auto"
 
     @property
     def capacity_bytes(self) -> float:

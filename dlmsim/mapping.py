@@ -3,22 +3,47 @@
 Pure arithmetic (no simulation). The engine turns the resulting `OpPlan`s into timed events.
 
 Modelling decisions, stated once:
-- Buffer-level loop order is weight-panel reuse: a GEMM's weight panel [K, Nt] is loaded once
-  and the activation streams through it in row blocks, so weights are read from DRAM exactly
-  once per forward pass. The activation is re-read once per N panel unless it is on chip.
-  If even a [K, cols] panel does not fit, K is split and partial sums spill to DRAM.
+- Buffer-level loop order, per GEMM C[M,N] = A[M,K] B[K,N] (one product of a batch; r = min(R,
+  M), c = min(C, N) the rows and columns of the array it uses; ab, bb the bytes of an A and a
+  B element; the tile pool P is the buffer minus its resident share):
+  * weight-panel: a panel B[K, Nt] stays in the pool while the rows of A stream through it in
+    r-row blocks (double-buffered) into an r x c output block: needs
+    K Nt bb + 2 r K ab + r c ab <= P, Nt = N or the largest multiple of c that fits. B is read
+    once, A once per panel: ceil(N / Nt) times.
+  * output-row (activation-stationary, SDA's order): a row block A[Mt, K] stays in the pool
+    while B streams through it in c-column panels (double-buffered): needs
+    Mt K ab + 2 K c bb + r c ab <= P, Mt = M or the largest multiple of r that fits. A is read
+    once, B once per row block: ceil(M / Mt) times.
+  * output-block: both operands stream in K chunks into one r x c output block whose
+    accumulators stay in the array; the smallest tile (`arch.smallest_tile_bytes`) always
+    fits. A is read ceil(N / c) times, B ceil(M / r) times.
+  Rule (`buffer.loop_order: auto`), among the orders whose tiles fit the pool: the least
+  estimated time, max(array cycles, DRAM bytes / bandwidth) -- plus the next op's SFU cycles
+  when that op streams the output and the order completes rows only at its last panel (the
+  weighing `choose_dataflow` does for OS against WS) --, then the least DRAM traffic (an
+  operand already on chip costs nothing), then weight-panel, output-row, output-block. So a
+  compute-bound GEMM takes the order with the least traffic, and output-block (dominated by a
+  one-column-block weight panel) runs only when neither other order fits. A forced order
+  that does not fit falls back to output-block. WS partial sums accumulate in the array's own psum path (their port
+  traffic is counted, their storage is not taken from the pool): a simplification.
 - Array-level dataflow: OS finishes R x C output blocks one after another, so whole output
   rows complete early and a consumer may start on them (row-block hand-off). WS holds a
   weight fold while all M rows stream; rows complete only when the op ends, and partial sums
   across the ceil(K/R) folds go through the shared buffer's port.
-- An activation passed between ops stays on chip if it fits the resident share of the
-  buffer, or if it is handed off row block by row block to the very next op, which is its
-  only consumer and uses it as its streamed (first) operand (and, for a GEMM, needs a single
-  weight panel). Otherwise the producer writes it to DRAM and every consumer reads it back.
+- On-chip activations. The resident share of the buffer holds whole tensors between ops:
+  walking the segment in program order, a produced activation stays resident if it fits the
+  share beside the tensors still live there (first come, first served; it leaves after its
+  last consumer). Otherwise it may be handed off row block by row block to the very next op,
+  its only consumer, which streams it once in row order as its first operand (an SFU op, or a
+  GEMM whose loop order reads A once), when the producer completes rows in order (not a WS
+  or multi-panel GEMM, not a layout op): the share then reserves a double-buffered block of
+  max(producer, consumer) rows for the two ops. Anything else goes to DRAM and every consumer
+  reads it back. So no tensor, and no hand-off block, is ever on chip beyond the share.
 - All activations are stored at the activation width (re-quantised on the array's output
   path); weights at the weight width; indices as int32.
 - A PE built for W-bit weights multiplies two A-bit activations (attention) in
-  ceil(A/W) passes (SDA: 8-bit attention products as two 4x8 products).
+  ceil(A/W) passes: SDA's released PE (sa_tools.h, PE_wrapper) has only a W_BIT = 4 weight
+  path, so its 8-bit attention products need two passes of 4-bit halves.
 - SFU ops cost passes x elements / (lanes x elements per lane) cycles plus the pipeline depth
   once per op; head split/merge cost no SFU pass by default (address patterns).
 """
@@ -32,6 +57,21 @@ from dlmsim.arch import Accelerator, bytes_of
 from dlmsim.cost.systolic import gemm_cycles
 from dlmsim.workloads.ir import LAYOUT_FNS, Op
 
+LOOP_ORDERS = ("weight_panel", "output_row", "output_block")
+CHIP_ROLES = ("activation", "cache", "index")  # tensors that may stay on chip between ops
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """A GEMM's buffer-level loop order: operand reads per product and what the pool holds."""
+
+    order: str  # one of LOOP_ORDERS
+    a_reads: int  # times A comes from DRAM (when it is not on chip)
+    b_reads: int  # times B comes from DRAM (when it is not on chip)
+    tile_bytes: float  # bytes of the tile pool the order holds at once
+    rows: int  # rows of A consumed, and of the output completed, together
+    in_order: bool  # output rows complete block by block (not only at the last panel)
+
 
 @dataclass(frozen=True)
 class OpPlan:
@@ -44,11 +84,33 @@ class OpPlan:
     dram_read_bytes: float
     dram_write_bytes: float
     chunks: int  # row blocks the engine splits the op into
-    weight_panels: int  # N panels of a GEMM (1 when its whole B fits)
+    loop_order: str  # a GEMM's buffer-level loop order (LOOP_ORDERS), "" for other ops
     roofline_cycles: float  # max(peak compute, compulsory bytes / bandwidth)
     full_dependency: bool  # consumers must wait for the whole op (WS, layout ops)
     on_chip_inputs: tuple[str, ...]  # activation inputs that did not come from DRAM
     output_on_chip: bool
+
+
+@dataclass(frozen=True)
+class GemmContext:
+    """What a GEMM's loop order is weighed against: its dataflow and array cycles, and the
+    SFU cycles of the next op when that op streams its output (None otherwise)."""
+
+    dataflow: str
+    cycles: float
+    consumer_sfu_cycles: float | None
+
+
+@dataclass(frozen=True)
+class Residency:
+    """Where the resident share holds a tensor: whole (`handoff` False) or as a
+    double-buffered row block handed from its producer to the next op."""
+
+    name: str
+    producer: int  # op index in the segment
+    last_use: int  # op index of its last consumer
+    bytes: float  # bytes it takes in the resident share while live
+    handoff: bool
 
 
 def operand_passes(op: Op, arch: Accelerator) -> int:
@@ -82,58 +144,55 @@ class Mapper:
             return t.numel * 4.0
         return t.numel * self.ab
 
-    # ---- residency -----------------------------------------------------------------------
-    def on_chip_edges(self, ops: list[Op], dataflows: list[str]) -> set[tuple[int, str]]:
-        """(consumer index, tensor name) pairs whose activation never goes to DRAM."""
-        producer: dict[str, int] = {}
-        consumers: dict[str, list[int]] = {}
-        for j, op in enumerate(ops):
-            for t in op.inputs:
-                if t.role in ("activation", "cache", "index"):
-                    consumers.setdefault(t.name, []).append(j)
-            for t in op.outputs:
-                producer[t.name] = j
-        edges = set()
-        for j, op in enumerate(ops):
-            for pos, t in enumerate(op.inputs):
-                if t.role not in ("activation", "cache", "index") or t.name not in producer:
-                    continue
-                i = producer[t.name]
-                if self.tensor_bytes(t) <= self.resident:
-                    edges.add((j, t.name))
-                    continue
-                p = ops[i]
-                streamable = (
-                    pos == 0
-                    and i == j - 1
-                    and consumers.get(t.name) == [j]
-                    and not (p.kind == "gemm" and dataflows[i] == "ws")
-                    and not (p.kind == "sfu" and p.fn in LAYOUT_FNS)
-                    and not (op.kind == "gemm" and self.weight_panels(op) > 1)
-                )
-                if streamable:
-                    edges.add((j, t.name))
-        return edges
-
-    # ---- GEMMs ---------------------------------------------------------------------------
-    def weight_panels(self, op: Op) -> int:
-        """N panels: how many [K, Nt] panels of B the tile pool holds one at a time."""
-        _, _, k, n = op.gemm_dims
+    # ---- GEMM loop order -----------------------------------------------------------------
+    def tilings(self, op: Op) -> dict[str, Tiling]:
+        """Every loop order whose tiles fit the pool (output-block always does); see the
+        module docstring for the formulas."""
+        _, m, k, n = op.gemm_dims
         bb = self.wb if op.inputs[1].role == "weight" else self.ab
-        # A panel must leave room for double-buffered activation rows and an output block.
-        room = self.pool - 2 * self.r * k * self.ab - self.r * self.c * self.ab
-        cols_fit = int(room // max(k * bb, 1))
-        if cols_fit >= n:
-            return 1
-        nt = max(self.c, (cols_fit // self.c) * self.c)
-        return math.ceil(n / nt)
+        ab, pool = self.ab, self.pool
+        r, c = max(1, min(self.r, m)), max(1, min(self.c, n))
+        out = r * c * ab
+        fits: dict[str, Tiling] = {}
+        # Weight panel [K, Nt]: Nt = N, or the largest multiple of c that fits.
+        cols = int((pool - 2 * r * k * ab - out) // max(k * bb, 1e-9))
+        nt = n if cols >= n else (cols // c) * c
+        if nt >= 1:
+            panels = math.ceil(n / nt)
+            fits["weight_panel"] = Tiling("weight_panel", panels, 1,
+                                          k * nt * bb + 2 * r * k * ab + out, r, panels == 1)
+        # Output row block [Mt, K]: Mt = M, or the largest multiple of r that fits.
+        rows = int((pool - 2 * k * c * bb - out) // max(k * ab, 1e-9))
+        mt = m if rows >= m else (rows // r) * r
+        if mt >= 1:
+            fits["output_row"] = Tiling("output_row", 1, math.ceil(m / mt),
+                                        mt * k * ab + 2 * k * c * bb + out, mt, True)
+        fits["output_block"] = Tiling("output_block", math.ceil(n / c), math.ceil(m / r),
+                                      2 * (r * ab + c * bb) + out, r, True)
+        return fits
 
-    def k_splits(self, op: Op) -> int:
-        """K chunks when not even a [K, cols] panel fits (partial sums then spill)."""
-        _, _, k, _ = op.gemm_dims
-        bb = self.wb if op.inputs[1].role == "weight" else self.ab
-        per_k = self.c * bb + 2 * self.r * self.ab  # one K row of panel + activation rows
-        return max(1, math.ceil(k * per_k / max(self.pool - self.r * self.c * self.accb, 1)))
+    def tiling(self, op: Op, a_on_chip: bool = False, b_on_chip: bool = False,
+               ctx: GemmContext | None = None) -> Tiling:
+        """The loop order of a GEMM under `buffer.loop_order` (module docstring's rule)."""
+        fits = self.tilings(op)
+        policy = self.arch.buffer.loop_order
+        if policy != "auto":
+            return fits.get(policy, fits["output_block"])
+        a = 0.0 if a_on_chip else self.tensor_bytes(op.inputs[0])
+        b = 0.0 if b_on_chip else self.tensor_bytes(op.inputs[1])
+
+        def key(t: Tiling):
+            traffic = a * t.a_reads + b * t.b_reads
+            if ctx is None:
+                return (0.0, traffic, LOOP_ORDERS.index(t.order))
+            est = max(ctx.cycles, traffic / self.bw)
+            if ctx.consumer_sfu_cycles is not None:
+                sfu = ctx.consumer_sfu_cycles
+                overlap = t.in_order and ctx.dataflow != "ws"
+                est = max(est, sfu) if overlap else est + sfu
+            return (est, traffic, LOOP_ORDERS.index(t.order))
+
+        return min(fits.values(), key=key)
 
     def array_cycles(self, op: Op, dataflow: str) -> float:
         b, m, k, n = op.gemm_dims
@@ -173,62 +232,128 @@ class Mapper:
                 best = (df, cyc, pair)
         return best[:2]
 
+    # ---- residency -----------------------------------------------------------------------
+    @staticmethod
+    def _streams_rows(op: Op, ctx: GemmContext | None, tiling: Tiling | None) -> bool:
+        """The op completes its output rows in order (a consumer may start on them)."""
+        if op.kind == "gemm":
+            return ctx.dataflow != "ws" and tiling.in_order
+        return not (op.kind == "sfu" and op.fn in LAYOUT_FNS)
+
+    def plan_residency(self, ops: list[Op], ctx: list[GemmContext | None]
+                       ) -> tuple[list[Residency], dict[int, Tiling]]:
+        """Which produced activations the resident share holds (module docstring), and the
+        loop order of every GEMM given the operands it finds on chip. One pass, O(ops)."""
+        latest: dict[str, int] = {}
+        src: list[list[int | None]] = []  # per op and input: index of its in-segment producer
+        uses: dict[tuple[int, str], list[tuple[int, int]]] = {}  # -> (op, input position)
+        for j, op in enumerate(ops):
+            row = []
+            for pos, t in enumerate(op.inputs):
+                i = latest.get(t.name) if t.role in CHIP_ROLES else None
+                row.append(i)
+                if i is not None:
+                    uses.setdefault((i, t.name), []).append((j, pos))
+            src.append(row)
+            for t in op.outputs:
+                latest[t.name] = j
+        held: dict[tuple[int, str], Residency] = {}
+        tilings: dict[int, Tiling] = {}
+        freed: dict[int, float] = {}
+        live = 0.0
+
+        def on_chip(j: int, pos: int) -> bool:
+            return (src[j][pos], ops[j].inputs[pos].name) in held
+
+        for j, op in enumerate(ops):
+            if op.kind == "gemm" and j not in tilings:
+                tilings[j] = self.tiling(op, on_chip(j, 0), on_chip(j, 1), ctx[j])
+            for t in op.outputs:
+                consumers = uses.get((j, t.name))
+                if not consumers:
+                    continue
+                size, handoff = self.tensor_bytes(t), False
+                if live + size > self.resident:
+                    # Not resident: a hand-off to the next op, if the two stream rows.
+                    if consumers != [(j + 1, 0)] or t.name != op.outputs[0].name or \
+                            not self._streams_rows(op, ctx[j], tilings.get(j)):
+                        continue
+                    nxt, tl, rows_in = ops[j + 1], None, 1
+                    if nxt.kind == "gemm":
+                        tl = self.tiling(nxt, False, on_chip(j + 1, 1), ctx[j + 1])
+                        if tl.a_reads != 1:
+                            continue
+                        rows_in = tl.rows
+                    rows_out = tilings[j].rows if op.kind == "gemm" else 1
+                    width = t.shape[-1] if t.shape else 1
+                    rows = min(max(rows_out, rows_in), max(1, t.numel // max(width, 1)))
+                    size, handoff = 2 * rows * width * self.ab, True
+                    if live + size > self.resident:
+                        continue
+                    if tl is not None:
+                        tilings[j + 1] = tl
+                last = consumers[-1][0]
+                held[(j, t.name)] = Residency(t.name, j, last, size, handoff)
+                live += size
+                freed[last] = freed.get(last, 0.0) + size
+            live -= freed.pop(j, 0.0)
+        return list(held.values()), tilings
+
     # ---- plans ---------------------------------------------------------------------------
     def plan(self, ops: list[Op]) -> list[OpPlan]:
         """Plans for `ops` in order; inputs produced outside the list come from DRAM."""
-        dataflows: list[str] = []
+        return self.plan_segment(ops)[0]
+
+    def plan_segment(self, ops: list[Op]) -> tuple[list[OpPlan], list[Residency]]:
+        """The plans and what the resident share holds for them."""
+        ctx: list[GemmContext | None] = []
         prev = None
-        gemm_choice: dict[int, tuple[str, float]] = {}
         for j, op in enumerate(ops):
-            if op.kind == "gemm":
-                nxt = ops[j + 1] if j + 1 < len(ops) else None
-                streams = (nxt is not None and nxt.kind == "sfu" and nxt.inputs
-                           and nxt.inputs[0].name == op.outputs[0].name)
-                gemm_choice[j] = self.choose_dataflow(op, prev, nxt if streams else None)
-                prev = gemm_choice[j][0]
-                dataflows.append(prev)
-            else:
-                dataflows.append("")
-        edges = self.on_chip_edges(ops, dataflows)
-        later_use: dict[str, int] = {}
-        for j, op in enumerate(ops):
-            for t in op.inputs:
-                later_use[t.name] = j
+            if op.kind != "gemm":
+                ctx.append(None)
+                continue
+            nxt = ops[j + 1] if j + 1 < len(ops) else None
+            streams = (nxt is not None and nxt.kind == "sfu" and nxt.inputs
+                       and nxt.inputs[0].name == op.outputs[0].name)
+            prev, cycles = self.choose_dataflow(op, prev, nxt if streams else None)
+            ctx.append(GemmContext(prev, cycles, self.sfu_cycles(nxt) if streams else None))
+        held, tilings = self.plan_residency(ops, ctx)
+        keys = {(h.producer, h.name) for h in held}
+        latest: dict[str, int] = {}
         plans = []
         for j, op in enumerate(ops):
-            on_chip = tuple(t.name for t in op.inputs if (j, t.name) in edges)
-            out = op.outputs[0]
-            consumers_on_chip = all((jj, out.name) in edges for jj in range(j + 1, len(ops))
-                                    if any(t.name == out.name for t in ops[jj].inputs))
-            used_later = later_use.get(out.name, -1) > j
-            output_on_chip = used_later and consumers_on_chip
-            plans.append(self._plan_op(op, on_chip, output_on_chip, gemm_choice.get(j)))
-        return plans
+            on_chip = tuple(t.name for t in op.inputs if t.role in CHIP_ROLES
+                            and (latest.get(t.name), t.name) in keys)
+            kept = {t.name for t in op.outputs if (j, t.name) in keys}
+            for t in op.outputs:
+                latest[t.name] = j
+            plans.append(self._plan_op(op, on_chip, kept, ctx[j], tilings.get(j)))
+        return plans, held
 
-    def _plan_op(self, op: Op, on_chip: tuple[str, ...], output_on_chip: bool,
-                 choice) -> OpPlan:
+    def _plan_op(self, op: Op, on_chip: tuple[str, ...], kept: set[str],
+                 ctx: GemmContext | None, tiling: Tiling | None) -> OpPlan:
         reads = 0.0
-        panels = 1
+        writes = sum(self.tensor_bytes(t) for t in op.outputs if t.name not in kept)
+        order = ""
         if op.kind == "gemm":
-            dataflow, cycles = choice
+            dataflow, cycles = ctx.dataflow, ctx.cycles
             b, m, _, n = op.gemm_dims
-            panels = self.weight_panels(op)
-            ksplit = self.k_splits(op)
+            order = tiling.order
             a, bop = op.inputs[0], op.inputs[1]
             if a.name not in on_chip:
-                reads += self.tensor_bytes(a) * panels
+                reads += self.tensor_bytes(a) * tiling.a_reads
             if bop.name not in on_chip:
-                reads += self.tensor_bytes(bop)
+                reads += self.tensor_bytes(bop) * tiling.b_reads
             for t in op.inputs[2:]:
                 reads += self.tensor_bytes(t)
-            spill = b * m * n * self.accb * 2 * (ksplit - 1)
-            writes = (0.0 if output_on_chip else self.tensor_bytes(op.outputs[0])) + spill
-            reads += spill
             unit = "array"
             # Chunks: array output blocks, independent of the buffer size (so that a bigger
             # buffer only ever removes traffic, never coarsens the pipeline).
             rows = b * math.ceil(m / self.r) * math.ceil(n / self.c)
             compute_roof = op.macs * operand_passes(op, self.arch) / self.peak_macs
+            # Rows complete only at the op's end for WS, and when the weights come in several
+            # panels (the last panel finishes every row).
+            full = dataflow == "ws" or not tiling.in_order
         else:
             dataflow = ""
             for pos, t in enumerate(op.inputs):
@@ -238,7 +363,6 @@ class Mapper:
                     reads += op.outputs[0].numel * (self.wb if t.role == "weight" else self.ab)
                 elif t.name not in on_chip:
                     reads += self.tensor_bytes(t)
-            writes = 0.0 if output_on_chip else sum(self.tensor_bytes(t) for t in op.outputs)
             data = op.inputs[0] if op.kind == "sfu" else op.outputs[0]
             rows = max(1, data.numel // data.shape[-1])
             if op.kind == "gather":
@@ -247,15 +371,12 @@ class Mapper:
                 unit = "sfu"
                 cycles = self.sfu_cycles(op)
                 compute_roof = cycles - (self.arch.sfu.pipeline_depth_cycles if cycles else 0)
+            full = op.kind == "sfu" and op.fn in LAYOUT_FNS  # permute whole tensors
         memory_roof = (reads + writes) / self.bw
-        # Rows complete only at the op's end for WS, and when the weights come in several
-        # panels (the last panel finishes every row); layout ops permute whole tensors.
-        full = (op.kind == "gemm" and (dataflow == "ws" or panels > 1)) or (
-            op.kind == "sfu" and op.fn in LAYOUT_FNS)
         return OpPlan(
             op=op, unit=unit, dataflow=dataflow, compute_cycles=float(cycles),
             dram_read_bytes=reads, dram_write_bytes=writes,
-            chunks=max(1, min(self.max_chunks, rows)), weight_panels=panels,
+            chunks=max(1, min(self.max_chunks, rows)), loop_order=order,
             roofline_cycles=max(compute_roof, memory_roof), full_dependency=full,
-            on_chip_inputs=on_chip, output_on_chip=output_on_chip,
+            on_chip_inputs=on_chip, output_on_chip=bool(kept),
         )

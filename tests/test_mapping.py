@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import dlmsim
 from dlmsim.cost.systolic import gemm_cycles
@@ -35,21 +37,75 @@ def test_operand_passes():
     assert operand_passes(scores, _arch()) == 1
 
 
-def test_linear_traffic_with_weight_panels():
-    """4x4 int8 array, 64 KiB buffer, half resident -> 32768 B tile pool.
-    A [64, 256] comes from DRAM (a graph input). Panel room: 32768 - 2 x 4 x 256 (activation
-    rows, double-buffered) - 4 x 4 (output block) = 30704 B; a K=256 column of weights is
-    256 B -> 119 columns fit, rounded down to the array's 4 -> 116 -> ceil(512/116) = 5
-    panels. DRAM reads = A x 5 + W = 16384 x 5 + 131072 = 212992 B; the output (64 x 512 B)
-    is not used later in the segment, so it is written: 32768 B."""
-    plan = Mapper(_arch()).plan([LINEAR])[0]
-    assert plan.weight_panels == 5
-    assert plan.dram_read_bytes == 212992
+def test_loop_order_takes_the_least_traffic():
+    """4x4 int8 array, 64 KiB buffer, half resident -> 32768 B tile pool; A [64, 256] from
+    DRAM (a graph input), W [256, 512].
+    Weight panel: room 32768 - 2 x 4 x 256 (A rows, double-buffered) - 4 x 4 (output block)
+    = 30704 B; a K=256 column of W is 256 B -> 119 columns, rounded down to the array's 4
+    -> 116 -> ceil(512/116) = 5 panels: A x 5 + W = 16384 x 5 + 131072 = 212992 B.
+    Output row: room 32768 - 2 x 256 x 4 (W panels) - 16 = 30704 B; a K=256 row of A is
+    256 B -> 119 rows >= M = 64, one row block: A + W = 147456 B. The op is compute bound
+    (544768 array cycles vs 212992 B / 54.4 B per cycle), so the orders tie on time and
+    the lesser traffic wins: output row. The output (64 x 512 B) is not used later in the
+    segment, so it is written: 32768 B."""
+    m = Mapper(_arch())
+    fits = m.tilings(LINEAR)
+    assert (fits["weight_panel"].a_reads, fits["weight_panel"].b_reads) == (5, 1)
+    assert (fits["output_row"].a_reads, fits["output_row"].b_reads) == (1, 1)
+    plan = m.plan([LINEAR])[0]
+    assert plan.loop_order == "output_row"
+    assert plan.dram_read_bytes == 147456
     assert plan.dram_write_bytes == 32768
-    assert plan.full_dependency  # several panels: rows complete at the last panel
+    assert not plan.full_dependency  # row blocks complete in order
     assert plan.compute_cycles == gemm_cycles("os", 64, 256, 512, 4, 4)
-    bw = Mapper(_arch()).bw
-    assert plan.roofline_cycles == max(64 * 256 * 512 / 16, (212992 + 32768) / bw)
+    assert plan.roofline_cycles == max(64 * 256 * 512 / 16, (147456 + 32768) / m.bw)
+
+
+def test_forced_weight_panel_order():
+    """buffer.loop_order: weight_panel keeps the 5-panel order of the test above: 212992 B
+    read, and rows complete only at the last panel (a full dependency)."""
+    plan = Mapper(_arch(**{"buffer.loop_order": "weight_panel"})).plan([LINEAR])[0]
+    assert plan.loop_order == "weight_panel"
+    assert plan.dram_read_bytes == 212992
+    assert plan.full_dependency
+
+
+def test_output_block_when_no_panel_fits():
+    """4 KiB buffer -> 2048 B pool: a weight panel needs at least 256 x 4 + 2 x 4 x 256 + 16
+    = 3088 B, an output row block 4 x 256 + 2 x 256 x 4 + 16 = 3088 B: neither fits. Both
+    operands then stream in K chunks into one 4 x 4 output block (accumulators in the array):
+    A is read ceil(512/4) = 128 times, W ceil(64/4) = 16 times:
+    16384 x 128 + 131072 x 16 = 4194304 B, and no partial sums spill."""
+    plan = Mapper(_arch(**{"buffer.kib": 4})).plan([LINEAR])[0]
+    assert plan.loop_order == "output_block"
+    assert plan.dram_read_bytes == 4194304
+    assert plan.dram_write_bytes == 32768
+
+
+@pytest.mark.parametrize("order", ["weight_panel", "auto"])
+def test_multi_panel_producer_output_goes_to_dram(order):
+    """Issue 10.1: a GEMM whose rows complete only at its last weight panel cannot hand its
+    output to the next op on chip. 32 KiB buffer: resident share 16384 B < y (32768 B), so y
+    is not resident. Forced weight panel: room 16384 - 2048 - 16 = 14320 B -> 55 columns ->
+    52 -> 10 panels: no hand-off. Auto: output row, Mt = 52 rows (14320 // 256 = 55 -> 52),
+    whose hand-off block 2 x 52 x 512 B = 53248 B exceeds the share: no hand-off either.
+    Either way y is written (32768 B) and the softmax reads it back."""
+    arch = _arch(**{"buffer.kib": 32, "buffer.loop_order": order})
+    y = LINEAR.outputs[0]
+    soft = Op("soft", "sfu", "softmax", (y,), (Tensor("p", y.shape),))
+    fc, sm = Mapper(arch).plan([LINEAR, soft])
+    assert not fc.output_on_chip and fc.dram_write_bytes == 32768
+    assert sm.on_chip_inputs == () and sm.dram_read_bytes == 32768
+
+
+def test_logits_of_sda_style_mdlm_small_go_to_dram():
+    """Issue 10.1's case: MDLM-small (B16, L1024) on the SDA-style design; the logits of
+    final.linear (16 x 1024 x 50258 at 8 bits = 785 MiB) cannot stay in a 1.5 MiB buffer."""
+    arch = dlmsim.load_arch("sda-w4a8-zcu102")
+    ops = list(dlmsim.load_workload("mdlm-small").phase_ops("forward"))
+    plans = {p.op.name: p for p in Mapper(arch).plan(ops)}
+    assert plans["final.linear"].dram_write_bytes == 16 * 1024 * 50258
+    assert plans["blocks.0.qkv"].dram_write_bytes == 16 * 1024 * 2304
 
 
 def test_hand_off_keeps_activation_on_chip():
@@ -62,13 +118,120 @@ def test_hand_off_keeps_activation_on_chip():
     fc = Op("fc2", "gemm", "linear", (h, w), (Tensor("out", (64, 16)),))
     # A buffer so small that h (4 KiB) is not resident: only the hand-off keeps it on chip.
     # Tile pool 2048 B: panel room 2048 - 2 x 4 x 64 - 16 = 1520 B = 23 columns of K=64
-    # >= N=16, so a single weight panel.
+    # >= N=16, so a single weight panel (A + W = 5120 B, against an output row block of
+    # (2048 - 2 x 64 x 4 - 16) // 64 = 23 -> 20 rows, 4 row blocks: A + 4 W = 8192 B).
+    # The hand-off reserves 2 x 4 rows x 64 B = 512 B of the 2048 B resident share.
     arch = _arch(**{"buffer.kib": 4, "buffer.resident_fraction": 0.5})
-    plans = Mapper(arch).plan([norm, fc])
+    m = Mapper(arch)
+    plans = m.plan([norm, fc])
     assert plans[0].output_on_chip and plans[0].dram_write_bytes == 0
     assert plans[1].on_chip_inputs == ("h",)
-    assert plans[1].weight_panels == 1
+    assert plans[1].loop_order == "weight_panel"
     assert plans[1].dram_read_bytes == 64 * 16  # the weights only
+    (held,) = m.plan_segment([norm, fc])[1]
+    assert held.handoff and held.bytes == 512
+
+
+def _check_residency(arch, ops):
+    """Every tensor the mapping keeps on chip fits what it reserves, and at no point do the
+    reservations exceed the resident share."""
+    m = Mapper(arch)
+    plans, held = m.plan_segment(ops)
+    live = [0.0] * (len(ops) + 1)
+    for h in held:
+        t = next(t for t in ops[h.producer].outputs if t.name == h.name)
+        if h.handoff:
+            assert h.last_use == h.producer + 1
+            width = t.shape[-1]
+            assert h.bytes >= 2 * width * m.ab  # at least two rows, double-buffered
+        else:
+            assert h.bytes == m.tensor_bytes(t) <= m.resident
+        for j in range(h.producer, h.last_use + 1):
+            live[j] += h.bytes
+    assert max(live) <= m.resident * (1 + 1e-12)
+    names = {(h.producer, h.name) for h in held}
+    latest = {}
+    for j, p in enumerate(plans):
+        for name in p.on_chip_inputs:
+            assert (latest[name], name) in names
+        for t in p.op.outputs:
+            latest[t.name] = j
+            if m.tensor_bytes(t) > m.resident and (j, t.name) not in names:
+                assert p.dram_write_bytes >= m.tensor_bytes(t) or j == len(ops) - 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(kib=st.sampled_from([16, 24, 48, 96, 192, 384, 768, 1536, 4096]),
+       frac=st.sampled_from([0.1, 0.25, 0.5, 0.75]),
+       shape=st.sampled_from([(8, 8), (32, 64), (64, 32), (16, 128)]),
+       wl=st.sampled_from(["mdlm-tiny", "diffusion-lm-e2e", "llada-8b"]))
+def test_nothing_on_chip_beyond_the_resident_share(kib, frac, shape, wl):
+    """Issue 10.1's property, over real traces, buffer sizes, shares and array shapes."""
+    try:
+        arch = dlmsim.load_arch("sda-w4a8-zcu102", **{
+            "buffer.kib": kib, "buffer.resident_fraction": frac, "array.rows": shape[0],
+            "array.cols": shape[1], "allow_overfull": True})
+    except dlmsim.InputError:
+        return  # a buffer too small for one tile is refused at load
+    kw = {"batch": 1, "seq_len": 64, "steps": 2}
+    if wl == "llada-8b":
+        kw.update(gen_len=32, block_len=32, **{"model.layers": 2})
+    trace = dlmsim.load_workload(wl, **kw)
+    _check_residency(arch, list(trace.phase_ops("forward")))
+
+
+def _chain(n: int) -> list[Op]:
+    """n blocks of norm -> linear -> gelu -> residual add, each block reading the previous
+    block's output and the first block's input (a long-lived residual)."""
+    x0 = Tensor("x0", (16, 32))
+    ops, x = [], x0
+    for i in range(n):
+        h = Tensor(f"h{i}", (16, 32))
+        y = Tensor(f"y{i}", (16, 32))
+        g = Tensor(f"g{i}", (16, 32))
+        z = Tensor(f"z{i}", (16, 32))
+        w = Tensor(f"w{i}", (32, 32), role="weight")
+        ops += [Op(f"n{i}", "sfu", "layernorm", (x,), (h,)),
+                Op(f"fc{i}", "gemm", "linear", (h, w), (y,)),
+                Op(f"act{i}", "sfu", "gelu", (y,), (g,)),
+                Op(f"res{i}", "sfu", "residual", (g, x0), (z,))]
+        x = z
+    return ops
+
+
+def _mapping_lines(fn) -> int:
+    """Python lines executed inside dlmsim/mapping.py while fn() runs (a deterministic
+    measure of work, unlike wall time)."""
+    import sys
+
+    import dlmsim.mapping as mod
+
+    count = 0
+
+    def local(frame, event, arg):
+        nonlocal count
+        if event == "line":
+            count += 1
+        return local
+
+    def glob(frame, event, arg):
+        return local if frame.f_code.co_filename == mod.__file__ else None
+
+    sys.settrace(glob)
+    try:
+        fn()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def test_plan_is_linear_in_the_ops():
+    """Issue 11's hang: Mapper.plan was O(n^2) in a segment's ops (4000 blocks: 29 s). Ten
+    times the ops must cost about ten times the lines executed (quadratic would be 100x)."""
+    m = Mapper(_arch(**{"buffer.kib": 16}))
+    small, big = _chain(50), _chain(500)
+    ratio = _mapping_lines(lambda: m.plan(big)) / _mapping_lines(lambda: m.plan(small))
+    assert 8 < ratio < 12
 
 
 def test_ws_partial_sums_limited_by_buffer_port():

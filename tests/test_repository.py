@@ -28,6 +28,8 @@ def tracked_text_files() -> list[Path]:
 def test_no_file_holds_an_absolute_path_of_a_developer_machine():
     hits = []
     for path in tracked_text_files():
+        if path == Path(__file__).resolve():
+            continue  # this file spells such paths out to test the pattern
         text = path.read_text(encoding="utf-8", errors="replace")
         for i, line in enumerate(text.splitlines(), 1):
             if MACHINE_PATH.search(line):
