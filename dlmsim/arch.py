@@ -15,12 +15,14 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 from typing import Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from dlmsim.config import (
     Strict,
+    Version,
     bundled_dir,
     bundled_names,
     config_hash,
@@ -39,6 +41,12 @@ Dataflow = Literal["os", "ws"]
 class _Range(Strict):
     min: PositiveFloat
     max: PositiveFloat
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.min > self.max:
+            raise ValueError(f"min {self.min:g} > max {self.max:g}")
+        return self
 
 
 class _DeviceMemory(Strict):
@@ -59,7 +67,7 @@ class _Shell(Strict):
 
 
 class Device(Strict):
-    version: Literal[1]
+    version: Version
     name: str
     board: str
     part: str
@@ -85,13 +93,19 @@ class Device(Strict):
         }
 
 
+_DEVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
 @functools.lru_cache(maxsize=64)
 def load_device(name: str) -> Device:
     """A device of the database by name (cached: Device is immutable)."""
     d = bundled_dir("arch") / "devices"
+    known = bundled_names(os.path.join("arch", "devices"))
+    if not _DEVICE_NAME.fullmatch(name):
+        raise InputError(f"device '{name}' is not a device name (a path is not one); "
+                         f"known: {', '.join(known)}")
     path = d / f"{name}.yaml"
     if not path.is_file():
-        known = bundled_names(os.path.join("arch", "devices"))
         raise InputError(f"unknown device '{name}'; known: {', '.join(known)}")
     return validate(Device, read_yaml(path), str(path))
 
@@ -130,7 +144,8 @@ def bytes_of(bits: Bits) -> float:
 class ArraySpec(Strict):
     rows: PositiveInt
     cols: PositiveInt
-    dataflows: tuple[Dataflow, ...] = ("os", "ws")
+    # lax: YAML gives a list
+    dataflows: tuple[Dataflow, ...] = Field(("os", "ws"), strict=False)
     policy: Literal["os", "ws", "auto"] = "os"
     switch_cycles: int = Field(64, ge=0)  # cycles to switch dataflow between ops (auto)
 
@@ -230,12 +245,12 @@ class Calibration(Strict):
     uram: float = Field(1.0, gt=0)
     lut: float = Field(1.0, gt=0)
     ff: float = Field(1.0, gt=0)
-    clock_mhz: float | None = None
+    clock_mhz: PositiveFloat | None = None  # the clock synthesis estimated
     source: str = ""
 
 
 class Accelerator(Strict):
-    version: Literal[1]
+    version: Version
     name: str
     description: str = ""
     device: str
@@ -297,7 +312,10 @@ def check_buffer(arch: Accelerator, source: str = "arch") -> None:
 
 def _check_design(arch: Accelerator, source: str) -> None:
     """Cross-field checks that need the device: the array must fit its DSPs."""
-    dev = arch.dev()
+    try:
+        dev = arch.dev()
+    except InputError as e:
+        raise InputError(f"{source}: device: {e}") from None
     dsps = array_dsps(arch, dev.dsp_family)
     avail = dev.available()["dsp"]
     if dsps > avail and not arch.allow_overfull:

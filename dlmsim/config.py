@@ -9,13 +9,16 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 import os
+import re
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from dlmsim.errors import InputError
 
@@ -23,9 +26,28 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class Strict(BaseModel):
-    """Base for every config schema: immutable, unknown keys are errors."""
+    """Base for every config schema: immutable, unknown keys are errors, numbers are numbers.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Strict mode: `true` is not 1 and "8" is not 8 (an int field takes only an int, a float
+    field an int or a float); inf and NaN are not numbers a config can hold.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+def _not_bool(v: Any) -> Any:
+    if isinstance(v, bool):  # True == 1 in Python, so Literal[1] alone would take it
+        raise ValueError(f"expected the number 1, got {str(v).lower()}")  # noqa: TRY004
+    return v
+
+
+# The `version:` key of every config file.
+Version = Annotated[Literal[1], BeforeValidator(_not_bool)]
+
+# Limits of what a config may hold (see `check_plain`): ints beyond 2^53 are not exact as
+# floats, which the cost model computes in; deeper nesting than this is no config of ours.
+MAX_INT = 2**53
+MAX_DEPTH = 64
 
 
 def bundled_dir(kind: str) -> Path:
@@ -60,14 +82,72 @@ def resolve(kind: str, name_or_path: str | os.PathLike, label: str) -> Path:
     raise InputError(f"unknown {label} '{name_or_path}'{hint}; known: {', '.join(known)}")
 
 
-def read_yaml(path: Path) -> dict:
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """The safe loader (LibYAML's when present: trace files of big models have thousands of
+    ops), reading `1e3` and `1e-5` as numbers as YAML 1.2 does (YAML 1.1 wants `1.0e3`)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?([0-9][0-9_]*(\.[0-9_]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"))
+
+
+def read_text(path: str | os.PathLike, what: str = "") -> str:
+    """A text file's contents; unreadable or not UTF-8 text is an InputError naming it."""
+    label = f"{what} {path}" if what else str(path)
     try:
-        text = Path(path).read_text()
+        raw = Path(path).read_bytes()
     except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror}") from None
+        raise InputError(f"cannot read {label}: {e.strerror or e}") from None
     try:
-        # LibYAML's loader when present: trace files of big models have thousands of ops.
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{label} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset "
+                         f"{e.start}); is it a binary file?") from None
+
+
+def check_plain(data: Any, source: str, prefix: str = "") -> None:
+    """Every number finite, normal and at most 2^53 in magnitude; nesting at most MAX_DEPTH.
+
+    Applied to everything read from a config or JSON file and to CLI overrides, so no
+    schema needs to think of inf, NaN, denormals (1e-310) or 10^100. Iterative, so deep
+    nesting cannot exhaust the stack here.
+    """
+    stack = [(prefix, data, 0)]
+    while stack:
+        key, v, depth = stack.pop()
+        where = f"{source}: {key}" if key else source
+        if depth > MAX_DEPTH:
+            raise InputError(f"{source}: {key[:40]}...: nested deeper than {MAX_DEPTH} levels")
+        if isinstance(v, bool) or v is None or isinstance(v, str):
+            continue
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                raise InputError(f"{where}: {v} is not a finite number")
+            if v != 0 and abs(v) < sys.float_info.min:
+                raise InputError(f"{where}: {v:g} is a denormal number (too small to use)")
+            if abs(v) > MAX_INT:
+                raise InputError(f"{where}: {v:g} is too large (limit 2^53)")
+        elif isinstance(v, int):
+            if abs(v) > MAX_INT:
+                raise InputError(f"{where}: {_short_int(v)} is too large (limit 2^53)")
+        elif isinstance(v, dict):
+            stack.extend((f"{key}.{k}" if key else str(k), x, depth + 1) for k, x in v.items())
+        elif isinstance(v, list | tuple):
+            stack.extend((f"{key}[{i}]", x, depth + 1) for i, x in enumerate(v))
+
+
+def _short_int(v: int) -> str:
+    return str(v) if v.bit_length() < 64 else f"an integer of {v.bit_length()} bits"
+
+
+def read_yaml(path: Path) -> dict:
+    text = read_text(path)
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except RecursionError:
+        raise InputError(f"{path}: nested deeper than {MAX_DEPTH} levels") from None
     except yaml.YAMLError:
         try:  # the pure-Python loader words its errors the same on every machine
             yaml.safe_load(text)
@@ -76,16 +156,35 @@ def read_yaml(path: Path) -> dict:
             where = f" line {mark.line + 1}" if mark else ""
             problem = getattr(e, "problem", None) or str(e).splitlines()[0]
             raise InputError(f"malformed YAML in {path}{where}: {problem}") from None
+        except RecursionError:
+            raise InputError(f"{path}: nested deeper than {MAX_DEPTH} levels") from None
         raise InputError(f"malformed YAML in {path}") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping of keys at the top level")
+    check_plain(data, str(path))
+    return data
+
+
+def read_json(path: str | os.PathLike, what: str = "") -> Any:
+    """A JSON file, checked like a config (finite numbers, bounded nesting)."""
+    text = read_text(path, what)
+    label = f"{what} {path}" if what else str(path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{label}: not JSON (line {e.lineno}: {e.msg})") from None
+    except RecursionError:
+        raise InputError(f"{label}: nested deeper than {MAX_DEPTH} levels") from None
+    check_plain(data, label)
     return data
 
 
 def parse_value(text: str) -> Any:
     """A CLI override value: YAML scalar/list syntax (64, 1.5, true, [os, ws], fp32)."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)
+    except RecursionError:
+        raise InputError(f"value nested deeper than {MAX_DEPTH} levels: {text[:40]}") from None
     except yaml.YAMLError:
         return text
 
@@ -114,13 +213,17 @@ def set_dotted(data: dict, dotted: str, value: Any, valid: dict | None = None) -
             ref = ref.get(k, {}) if isinstance(ref, dict) else {}
 
 
-def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
+def parse_sets(pairs: list[str] | None, flag: str = "--set") -> dict[str, Any]:
+    """`key=value` overrides of a CLI flag -> {key: value}; values checked like a config's."""
     out = {}
     for p in pairs or []:
         if "=" not in p:
-            raise InputError(f"--set expects dotted.key=value, got '{p}'")
-        k, v = p.split("=", 1)
-        out[k.strip()] = parse_value(v.strip())
+            raise InputError(f"{flag} expects dotted.key=value, got '{p}'")
+        k, v = (x.strip() for x in p.split("=", 1))
+        if not k:
+            raise InputError(f"{flag} '{p}': the key before '=' is empty")
+        out[k] = parse_value(v)
+        check_plain(out[k], f"{flag} {k}")
     return out
 
 
@@ -136,8 +239,22 @@ def validation_message(e: ValidationError, source: str, tags: tuple[str, ...] = 
         msg = "unknown key"
     elif err["type"] == "missing":
         msg = "required key is missing"
+    elif err["type"].endswith(("_type", "_parsing")) or err["type"] == "literal_error":
+        msg = f"{msg} (got {_shown(err.get('input'))})"
     extra = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
     return f"{source}: {loc}: {msg}{extra}" if loc else f"{source}: {msg}{extra}"
+
+
+def _shown(v: Any) -> str:
+    """A bad value as the user wrote it: true, 'abc', a list, a mapping."""
+    if isinstance(v, bool) or v is None:
+        return {True: "true", False: "false", None: "null"}[v]
+    if isinstance(v, dict):
+        return "a mapping"
+    if isinstance(v, list | tuple):
+        return "a list"
+    text = repr(v) if isinstance(v, str) else str(v)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def validate(schema: type[M], data: dict, source: str) -> M:
@@ -157,17 +274,60 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
-    """Write a file so a reader never sees it half-written (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
+def _cannot_write(path, e: OSError) -> InputError:
+    return InputError(f"cannot write {path}: {e.strerror or e}")
+
+
+def _make_dir(d: Path, target: Path) -> None:
+    """mkdir -p, saying which file stands where a directory must go."""
     try:
+        d.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in (d, *d.parents) if p.exists() and not p.is_dir()), d)
+        raise InputError(f"cannot write {target}: {blocker} is a file, not a "
+                         "directory") from None
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
+    """Write a file so a reader never sees it half-written (temp file + rename).
+
+    A path that cannot be written (read-only, a directory, under a file) is an InputError.
+    """
+    path = Path(path)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    try:
+        _make_dir(path.parent, path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise _cannot_write(path, e) from None
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, mode) as f:
             f.write(data)
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise _cannot_write(path, e) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_writable(path: str | os.PathLike, is_dir: bool = False) -> Path:
+    """Make sure `path` (a file, or with is_dir a directory) can be written, before the work
+    whose result goes there: creates the directory it goes in and writes a probe file
+    there (a permission bit says nothing to root or on a read-only mount)."""
+    path = Path(path)
+    d = path if is_dir else path.parent
+    if not is_dir and path.is_dir():
+        raise InputError(f"cannot write {path}: it is a directory")
+    if is_dir and path.exists() and not path.is_dir():
+        raise InputError(f"cannot write into {path}: it is a file, not a directory")
+    try:
+        _make_dir(d, path)
+        fd, probe = tempfile.mkstemp(dir=d, prefix=".dlmsim-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise _cannot_write(path, e) from None
+    return path

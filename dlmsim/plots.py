@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from dlmsim.config import check_writable
 from dlmsim.errors import InputError
 from dlmsim.explore.spec import metric_label
 
@@ -34,17 +35,22 @@ UNIT_ORDER = ["dma_in", "array", "sfu", "dma_out"]
 UNIT_NAMES = {"dma_in": "DMA in", "array": "array", "sfu": "SFU", "dma_out": "DMA out"}
 
 
-def _check_path(path) -> Path:
+def check_figure_path(path) -> Path:
+    """A figure path with a known suffix in a directory that can be written (else an
+    InputError): checked before the work that draws it."""
     p = Path(path)
     if p.suffix.lower() not in FORMATS:
         raise InputError(f"plot file {p}: use one of {', '.join(FORMATS)}")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    return p
+    return check_writable(p)
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        fig.savefig(path, bbox_inches="tight")
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -100,7 +106,7 @@ def pareto(df: pd.DataFrame, path, x: str = "dsp_used", y: str = "latency_run_s"
            title: str | None = None) -> Path:
     """y against x for every point; feasible points coloured by `color` (default: bit
     widths or dataflow), infeasible ones grey, the feasible Pareto front highlighted."""
-    path = _check_path(path)
+    path = check_figure_path(path)
     for c in (x, y):
         if c not in df:
             raise InputError(f"no column '{c}' in the results; columns: "
@@ -165,7 +171,7 @@ def sweep(df: pd.DataFrame, path, y: str = "latency_run_s", params: Sequence[str
           sense: str = "minimize", title: str | None = None) -> Path:
     """One panel per swept parameter: `y` of every feasible point against the parameter's
     value (jittered dots) and the best value reached at each setting (line)."""
-    path = _check_path(path)
+    path = check_figure_path(path)
     if y not in df:
         raise InputError(f"no column '{y}' in the results")
     params = [p for p in params if p in df and df[p].nunique() > 1] or \
@@ -215,7 +221,7 @@ def breakdown(ops_df: pd.DataFrame, path, title: str | None = None,
               clock_mhz: float | None = None, top: int = 18) -> Path:
     """Where a sampling run's time goes: a bar stacked by op kind (segments per function)
     and the `top` ops by run time, coloured by kind, labelled with what bounds them."""
-    path = _check_path(path)
+    path = check_figure_path(path)
     need = {"name", "kind", "fn", "run_cycles"}
     if not need <= set(ops_df.columns):
         raise InputError(f"ops table lacks {', '.join(sorted(need - set(ops_df.columns)))}")
@@ -294,7 +300,7 @@ def timeline(events, path, title: str | None = None, clock_mhz: float | None = N
     """Gantt chart of the DMA engines, the array and the SFU: one bar per tile event,
     coloured by op. `events` is SimResult.timeline or a frame with unit, op, start_cycle,
     end_cycle."""
-    path = _check_path(path)
+    path = check_figure_path(path)
     df = _events_frame(events)
     if df.empty:
         raise InputError("the timeline has no events (simulate with timeline=True)")
@@ -346,7 +352,7 @@ def roofline(ops_df: pd.DataFrame, summary: dict[str, Any], path, title: str | N
     GEMM op placed at its arithmetic intensity and attained throughput. Marker area is the
     op's share of the run; colour is what bounds it. Ops whose operands all stay on chip
     sit at the right edge."""
-    path = _check_path(path)
+    path = check_figure_path(path)
     clock = float(summary.get("clock_mhz") or 0)
     if not clock:
         raise InputError("summary lacks clock_mhz")

@@ -68,6 +68,15 @@ def test_overrides_by_dotted_path():
     ({"device": "zcu999"}, "unknown device 'zcu999'; known: kv260"),
     ({"array.rowz": 4}, "unknown key 'array.rowz'; nearest: array.rows"),
     ({"sfu.passes.softmaxx": 1}, "unknown key 'sfu.passes.softmaxx'; nearest: sfu.passes.softmax"),
+    # strict numbers: a bool is not 1, a float is not an int, a string is not a number
+    ({"clock_mhz": True}, "clock_mhz: Input should be a valid number (got true)"),
+    ({"array.rows": 32.0}, "array.rows: Input should be a valid integer (got 32.0)"),
+    ({"buffer.kib": "512"}, "buffer.kib: Input should be a valid number (got '512')"),
+    ({"sfu.passes.softmax": False}, "sfu.passes.softmax: Input should be a valid number"),
+    ({"version": True}, "version: Value error, expected the number 1, got true"),
+    ({"device": "../devices/zcu102"}, "device: device '../devices/zcu102' is not a device name"),
+    ({"calibration.clock_mhz": -5}, "calibration.clock_mhz: Input should be greater than 0"),
+    ({"calibration.clock_mhz": 0}, "calibration.clock_mhz: Input should be greater than 0"),
 ])
 def test_bad_arch_values(sets, message):
     with pytest.raises(dlmsim.InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -91,3 +100,13 @@ def test_bad_arch_files_give_one_line(tmp_path, run_dlmsim):
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], r.stderr
         assert "Traceback" not in r.stderr
+
+
+def test_device_clock_range_must_be_ordered():
+    from dlmsim.arch import Device
+    from dlmsim.config import read_yaml, validate
+
+    data = read_yaml(bundled_dir("arch") / "devices" / "zcu102.yaml")
+    data["clock_mhz"] = {"min": 300, "max": 200}
+    with pytest.raises(dlmsim.InputError, match=r"clock_mhz: Value error, min 300 > max 200"):
+        validate(Device, data, "zcu102.yaml")

@@ -85,3 +85,75 @@ def test_calibrated_figures_beside_raw(tmp_path):
     assert cal["dsp_used_calibrated"] == pytest.approx(raw["dsp_used"] * 1.05)
     table = CliRunner().invoke(app, ["simulate", "-a", str(arch), *TINY])
     assert "calibrated (x1.18 cycles, 231 MHz)" in table.output
+
+
+def _one_line(r) -> str:
+    """The single stderr line of a failed in-process run (CliRunner keeps stderr apart)."""
+    assert r.exit_code == 1, (r.exit_code, r.output, r.exception)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    return lines[0]
+
+
+def test_unwritable_outputs_fail_before_the_simulation(tmp_path, monkeypatch):
+    """-o and --timeline are checked first: a bad path never costs a simulation."""
+    import dlmsim
+
+    def no_simulation(*a, **k):
+        raise AssertionError("simulated although the output cannot be written")
+
+    monkeypatch.setattr(dlmsim, "simulate", no_simulation)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for args, message in [
+        (["-o", str(blocker)], f"cannot write into {blocker}: it is a file, not a directory"),
+        (["--output", str(blocker / "d")], f"{blocker} is a file, not a directory"),
+        (["-o", "/proc/dlmsim-out"], "cannot write /proc/dlmsim-out"),
+        (["--timeline", str(blocker / "t.png")], f"{blocker} is a file, not a directory"),
+        (["--timeline", str(tmp_path / "t.txt")], "use one of .png, .pdf, .svg"),
+    ]:
+        r = CliRunner().invoke(app, ["simulate", "-a", "int8-zcu102", *TINY, *args])
+        assert message in _one_line(r), args
+
+
+def test_output_long_form_and_top_range(tmp_path):
+    r = CliRunner().invoke(app, ["simulate", "-a", "int8-zcu102", *TINY, "--output",
+                                 str(tmp_path / "o"), "-f", "json"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "o" / "summary.json").is_file()
+    r = CliRunner().invoke(app, ["simulate", "-a", "int8-zcu102", *TINY, "--top", "-1"])
+    assert r.exit_code == 2  # a usage error, not a dropped row
+
+
+def test_run_parameter_given_twice(tmp_path):
+    """--workload-set batch=2 is --batch 2 (it used to be a TypeError); both is an error."""
+    a = CliRunner().invoke(app, ["simulate", "-a", "int8-zcu102", "-w", "mdlm-tiny", "-l", "32",
+                                 "-t", "4", "--workload-set", "batch=2", "-f", "json"])
+    b = CliRunner().invoke(app, ["simulate", "-a", "int8-zcu102", "-w", "mdlm-tiny", "-l", "32",
+                                 "-t", "4", "-b", "2", "-f", "json"])
+    assert a.exit_code == b.exit_code == 0, a.output
+    assert json.loads(a.output) == json.loads(b.output)
+    r = CliRunner().invoke(app, ["simulate", "-a", "int8-zcu102", *TINY, "--workload-set",
+                                 "run.batch=2"])
+    assert "--workload-set run.batch and --batch both set batch; give one" in _one_line(r)
+
+
+def test_silent_nonsense_is_refused():
+    """Inputs that used to give exit 0 with a wrong figure."""
+    for args, message in [
+        (["--set", "clock_mhz=true"], "clock_mhz: Input should be a valid number (got true)"),
+        (["--set", "calibration.clock_mhz=-5"], ("calibration.clock_mhz: Input should be "
+                                                 "greater than 0")),
+        (["--set", "calibration.clock_mhz=.nan"], "--set calibration.clock_mhz: nan is not"),
+        (["--set", "device=../devices/zcu102"], "is not a device name"),
+        (["--workload-set", "model.hidden=1e100"], "1e+100 is too large"),
+    ]:
+        r = CliRunner().invoke(app, ["simulate", "-a", "int8-zcu102", *TINY, *args])
+        assert message in _one_line(r), args
+
+
+def test_version_and_flag_help():
+    r = CliRunner().invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output.strip() == f"dlmsim {__import__('dlmsim').__version__}"
+    h = CliRunner().invoke(app, ["simulate", "--help"], env={"COLUMNS": "120"})
+    assert "<bool>" not in h.output and "--no-cache" in h.output and "KEY=VALUE" in h.output

@@ -12,7 +12,7 @@ import pkgutil
 import sys
 
 from dlmsim.cli.common import app, err, fail
-from dlmsim.errors import InputError
+from dlmsim.errors import InputError, reason
 
 # Every module of this package other than `common` defines subcommands on `app`.
 for _m in pkgutil.iter_modules(__path__):
@@ -21,7 +21,12 @@ for _m in pkgutil.iter_modules(__path__):
 
 
 def _one_line_errors(fn):
-    """Bad input inside a command: one line and exit code 1, also for in-process runners."""
+    """Bad input inside a command: one line and exit code 1, also for in-process runners.
+
+    Besides InputError: an OSError is always about the user's files or machine (a path that
+    cannot be read or written, a full disk), and running out of memory is a size the user
+    chose; both are one line too, in words, never a traceback.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -29,6 +34,10 @@ def _one_line_errors(fn):
             return fn(*args, **kwargs)
         except InputError as e:
             fail(str(e))
+        except OSError as e:
+            fail(reason(e))
+        except MemoryError:
+            fail("out of memory: the sizes asked for need more memory than this machine has")
 
     return wrapper
 
@@ -46,8 +55,8 @@ def main() -> None:
     except InputError as e:
         err.print(f"error: {e}", markup=False, highlight=False)
         sys.exit(1)
-    except FileNotFoundError as e:
-        err.print(f"error: file not found: {e.filename}", markup=False, highlight=False)
+    except OSError as e:
+        err.print(f"error: {reason(e)}", markup=False, highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted", highlight=False)

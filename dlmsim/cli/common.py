@@ -9,6 +9,25 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+
+def _flags_take_no_value() -> None:
+    """Typer's rich help labels flags (--cache/--no-cache, --help) `<bool>` as if they took a
+    value (typer 0.29); its plain help does not. Show flags with no type in both."""
+    core = getattr(typer, "core", None)
+    option = getattr(core, "TyperOption", None)
+    shown = getattr(option, "display_type_rich", None)
+    if shown is None or getattr(shown, "_dlmsim", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    display_type_rich._dlmsim = True
+    option.display_type_rich = display_type_rich
+
+
+_flags_take_no_value()
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -21,8 +40,19 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from dlmsim import __version__
+
+        out.print(f"dlmsim {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
     """dlmsim: trace -> simulate -> sweep/search -> plot -> lower -> calibrate."""
 
 
@@ -35,6 +65,23 @@ class Fmt(str, Enum):
 def fail(msg: str) -> None:
     err.print(f"error: {msg}", markup=False, highlight=False)
     raise typer.Exit(1)
+
+
+def workload_overrides(sets: list[str] | None, flag: str, **options) -> dict:
+    """Run options (--batch ...) and `flag` key=value overrides as one set of overrides; a
+    run parameter given both ways is an error, not a silent choice between the two."""
+    from dlmsim.config import parse_sets
+    from dlmsim.errors import InputError
+
+    given = {k: v for k, v in options.items() if v is not None}
+    out = dict(given)
+    for k, v in parse_sets(sets, flag).items():
+        plain = k.removeprefix("run.")
+        if plain in given:
+            raise InputError(f"{flag} {k} and --{plain.replace('_', '-')} both set "
+                             f"{plain}; give one")
+        out[k] = v
+    return out
 
 
 def fmt_seconds(s: float, digits: int = 3) -> str:

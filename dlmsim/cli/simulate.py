@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from dlmsim.cli.common import app, err, fmt_num, fmt_seconds, out
+from dlmsim.cli.common import app, err, fmt_num, fmt_seconds, out, workload_overrides
 
 
 class SimFmt(str, Enum):
@@ -29,21 +29,33 @@ def simulate(
     seq_len: int | None = typer.Option(None, "--seq-len", "-l", help="Sequence length."),
     steps: int | None = typer.Option(None, "--steps", "-t", help="Sampling steps."),
     cache: bool | None = typer.Option(None, "--cache/--no-cache", help="Sampler cache."),
-    sets: list[str] | None = typer.Option(None, "--set", help="Arch override, dotted.key=value."),
+    sets: list[str] | None = typer.Option(None, "--set", metavar="KEY=VALUE",
+                                          help="Arch override, dotted.key=value."),
     wsets: list[str] | None = typer.Option(
-        None, "--workload-set", help="Workload override, dotted.key=value (run.gen_len=32)."),
+        None, "--workload-set", metavar="KEY=VALUE",
+        help="Workload override, dotted.key=value (run.gen_len=32)."),
     timeline: Path | None = typer.Option(None, "--timeline", help="Gantt chart of one block."),
     fmt: SimFmt = typer.Option(SimFmt.table, "--format", "-f", help="Output format."),
-    output: Path | None = typer.Option(None, "-o", help="Directory for summary.json, ops.csv."),
-    top: int = typer.Option(15, help="Per-op rows to show (largest run time first); 0 = all."),
+    output: Path | None = typer.Option(None, "-o", "--output",
+                                       help="Directory for summary.json, ops.csv, "
+                                       "timeline.csv, arch.yaml."),
+    top: int = typer.Option(15, min=0, help="Per-op rows to show (largest run time first); "
+                            "0 = all."),
 ):
     """Simulate a full sampling run of WORKLOAD on ARCH."""
     import dlmsim
-    from dlmsim.config import parse_sets, write_atomic
+    from dlmsim.config import check_writable, parse_sets, write_atomic
 
     acc = dlmsim.load_arch(arch, **parse_sets(sets))
-    trace = dlmsim.load_workload(workload, batch=batch, seq_len=seq_len, steps=steps,
-                                 cache=cache, **parse_sets(wsets))
+    trace = dlmsim.load_workload(workload, **workload_overrides(
+        wsets, "--workload-set", batch=batch, seq_len=seq_len, steps=steps, cache=cache))
+    # Outputs are checked before the simulation, which a bad path would otherwise waste.
+    if output is not None:
+        check_writable(output, is_dir=True)
+    if timeline is not None:
+        from dlmsim.plots import check_figure_path
+
+        check_figure_path(timeline)
     res = dlmsim.simulate(acc, trace, timeline=bool(timeline or output))
     if output is not None:
         import pandas as pd

@@ -7,8 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from dlmsim.cli.common import Fmt, app, emit_frame, err, fmt_num, out
-from dlmsim.errors import InputError
+from dlmsim.cli.common import Fmt, app, emit_frame, err, fmt_num, out, workload_overrides
 
 
 @app.command()
@@ -20,21 +19,19 @@ def trace(
     cache: bool | None = typer.Option(None, "--cache/--no-cache", help="Sampler cache."),
     precision: str | None = typer.Option(None, help="Model dtype: fp32, bf16, fp16."),
     sets: list[str] | None = typer.Option(
-        None, "--set", help="Workload override, dotted.key=value (run.gen_len=32, model.blocks=2)."),
+        None, "--set", metavar="KEY=VALUE", help="Workload override, dotted.key=value (run.gen_len=32, model.blocks=2)."),
     fmt: Fmt = typer.Option(Fmt.table, "--format", "-f", help="Output format."),
-    output: Path | None = typer.Option(None, "-o", help="Write the trace to this YAML file."),
+    output: Path | None = typer.Option(None, "-o", "--output",
+                                       help="Write the trace to this YAML file."),
 ):
     """Print the operator trace of a model: ops with shapes, FLOPs and bytes, and totals."""
-    from dlmsim.config import parse_sets
     from dlmsim.workloads import load_workload, write_trace
 
-    t = load_workload(workload, batch=batch, seq_len=seq_len, steps=steps, cache=cache,
-                      precision=precision, **parse_sets(sets))
+    t = load_workload(workload, **workload_overrides(
+        sets, "--set", batch=batch, seq_len=seq_len, steps=steps, cache=cache,
+        precision=precision))
     if output is not None:
-        try:
-            write_trace(t, output)
-        except OSError as e:
-            raise InputError(f"cannot write {output}: {e.strerror or e}") from None
+        write_trace(t, output)
         err.print(f"wrote {len(t.ops)} ops to {output}", highlight=False)
         return
     df = t.to_dataframe()

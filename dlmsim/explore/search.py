@@ -33,7 +33,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from dlmsim.errors import InputError
+from dlmsim.errors import InputError, reason
 from dlmsim.explore.evaluate import evaluate_point, judge, objective_values
 from dlmsim.explore.spec import Categorical, FloatRange, IntRange, Problem
 
@@ -70,10 +70,10 @@ def open_storage(url: str, heartbeat: bool = True):
         return _rdb_storage(url, kwargs)
     # Drivers and servers fail in many ways (import, connection, auth, schema): one line.
     except Exception as e:  # noqa: BLE001
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = reason(e)
         if isinstance(e, ModuleNotFoundError | ImportError):
             msg = f"missing database driver ({msg})"
-        raise InputError(f"cannot open storage {url}: {msg[:200]}") from None
+        raise InputError(f"cannot open storage {url}: {msg}") from None
 
 
 def _rdb_storage(url: str, kwargs: dict[str, Any], tries: int = 6):
@@ -140,8 +140,7 @@ def _open_study(problem: Problem, storage, study_name: str, sampler):
         study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler,
                                     directions=directions, load_if_exists=True)
     except Exception as e:  # noqa: BLE001 (storage backends raise their own types)
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"cannot open study {study_name}: {msg[:200]}") from None
+        raise InputError(f"cannot open study {study_name}: {reason(e)}") from None
     if [d.name.lower() for d in study.directions] != directions:
         raise InputError(f"study {study_name} optimises other objectives; give another "
                          "--study name")

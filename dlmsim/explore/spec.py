@@ -35,7 +35,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from dlmsim.config import Strict, config_hash, read_yaml, resolve, set_dotted
+from dlmsim.config import Strict, Version, config_hash, read_yaml, resolve, set_dotted
 from dlmsim.errors import InputError
 
 # Aliases accepted in specs for arch keys.
@@ -224,7 +224,7 @@ class SearchOptions(Strict):
 
 
 class Spec(Strict):
-    version: Literal[1]
+    version: Version
     name: str
     description: str = ""
     base: str

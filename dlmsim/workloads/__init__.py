@@ -36,7 +36,11 @@ def load_workload_config(name_or_path: str | os.PathLike, **overrides: Any):
     data = read_yaml(path)
     if "ops" in data:
         raise InputError(f"{path} is a trace file, not a model config")
-    data["run"] = dict(data.get("run") or {})
+    run = data.get("run")
+    if run is not None and not isinstance(run, dict):
+        raise InputError(f"{path}: run: expected a mapping of run parameters "
+                         f"(batch: 16, ...), got a {type(run).__name__}")
+    data["run"] = dict(run or {})
     for k, v in overrides.items():
         if v is None:
             continue

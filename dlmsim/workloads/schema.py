@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
-from dlmsim.config import Strict
+from dlmsim.config import Strict, Version
 
 Precision = Literal["fp32", "bf16", "fp16"]
 
@@ -115,7 +115,7 @@ class LladaRun(Strict):
 
 
 class _Base(Strict):
-    version: Literal[1]
+    version: Version
     name: str
     description: str = ""
 

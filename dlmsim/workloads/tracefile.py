@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, NonNegativeFloat, NonNegativeInt
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, model_validator
 
-from dlmsim.config import Strict, validate, write_atomic
+from dlmsim.config import Strict, Version, validate, write_atomic
 from dlmsim.workloads.ir import Op, Schedule, Tensor, Trace, TraceError
 
 
@@ -58,12 +58,21 @@ class _ScheduleSpec(Strict):
 
 
 class TraceFile(Strict):
-    version: Literal[1]
+    version: Version
     trace: str
     schedule: _ScheduleSpec
     run: dict[str, Any] = Field(default_factory=dict)
     inputs: list[_TensorSpec] = Field(default_factory=list)
     ops: list[_OpSpec]
+
+    @model_validator(mode="after")
+    def _run_sizes(self):
+        # The simulator counts tokens per run from these (batch x gen_len or seq_len).
+        for k in ("batch", "seq_len", "gen_len", "steps"):
+            v = self.run.get(k)
+            if v is not None and not (type(v) is int and v > 0):
+                raise ValueError(f"run.{k} must be a positive integer, got {v!r}")
+        return self
 
 
 def _tensor(t: _TensorSpec) -> Tensor:
