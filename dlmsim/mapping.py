@@ -55,7 +55,8 @@ from dataclasses import dataclass
 
 from dlmsim.arch import Accelerator, bytes_of
 from dlmsim.cost.systolic import gemm_cycles
-from dlmsim.workloads.ir import LAYOUT_FNS, Op
+from dlmsim.workloads.ir import Op
+from dlmsim.workloads.vocab import LAYOUT_FNS
 
 LOOP_ORDERS = ("weight_panel", "output_row", "output_block")
 CHIP_ROLES = ("activation", "cache", "index")  # tensors that may stay on chip between ops

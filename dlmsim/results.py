@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +63,22 @@ class SimResult:
     cycle_factor: float | None = None  # calibration: reported / predicted cycles
     calibrated_clock_mhz: float | None = None  # calibration: the clock synthesis estimated
     timeline: list[tuple[str, str, int, float, float]] = field(default_factory=list)
+
+    def __post_init__(self):
+        """A result is finite and non-negative, and a run takes time; anything else comes
+        from inputs at the edge of float range and is refused, never reported."""
+        from dlmsim.errors import InputError
+
+        if not self.total_cycles > 0:
+            raise InputError(f"{self.workload} on {self.arch}: the sampling run takes "
+                             f"{self.total_cycles:g} cycles ({self.forward_passes:g} forward "
+                             f"passes, {self.steps} steps): nothing to simulate")
+        for k, v in self.summary().items():
+            if k.startswith("run_") or isinstance(v, bool) or not isinstance(v, int | float):
+                continue  # run parameters are the trace's, not results
+            if not (math.isfinite(v) and v >= 0):
+                raise InputError(f"{self.workload} on {self.arch}: {k} comes out as {v:g}; "
+                                 "the sizes are beyond what the model computes in floats")
 
     @property
     def run_cost(self) -> PhaseCost:

@@ -154,6 +154,13 @@ def test_hand_written_trace(tmp_path):
         ({(1, "fn"): "sparkle"}, "op 'act': unknown sfu fn 'sparkle'"),
         ({(1, "phase"): "sometimes"}, "op 'act': unknown phase 'sometimes'"),
         ({(0, "fn"): "conv2d"}, "op 'ffn1': gemm fn must be 'linear' or 'matmul'"),
+        # dims beyond an int32 index are refused, not simulated in lossy floats
+        ({(0, "inputs"): [{"name": "x", "shape": [1, 16, 64]},
+                          {"name": "w1", "shape": [64, 2**31], "role": "weight"}]},
+         "op 'ffn1': tensor 'w1' of shape [64,2147483648] is too large"),
+        ({(1, "attrs"): {"transpose_b": "yes"}},
+         "op 'act': attr transpose_b must be true or false, got 'yes'"),
+        ({(0, "attrs"): {"scale": True}}, "op 'ffn1': attr scale must be a finite number"),
     ],
 )
 def test_bad_trace_file(tmp_path, changes, message):
@@ -177,6 +184,14 @@ def test_bad_trace_file(tmp_path, changes, message):
         (_toy({(1, "colour"): "red"}), "ops.1.colour: unknown key"),
         (_toy({(0, "inputs"): [{"name": "x", "shape": [1, 16, 64], "role": "bias"}]}),
          "ops.0.inputs.0.role: Input should be"),
+        (_toy({(0, "inputs"): [{"name": "x", "shape": [1, True, 64]}]}),
+         r"ops.0.inputs.0.shape.1: Input should be a valid integer \(got true\)"),
+        ({**TOY, "schedule": {"steps": True, "forward_passes": 1}},
+         "schedule.steps: Input should be a valid integer"),
+        ({**TOY, "ops": []}, "the trace has no ops"),
+        ({**TOY, "run": {"batch": "two"}}, "Value error, run.batch must be a positive integer"),
+        ({**TOY, "inputs": [{"name": "x", "shape": [1, 0, 64]}]},
+         "trace inputs: tensor 'x' has shape"),
     ],
 )
 def test_bad_trace_file_schema(tmp_path, data, message):
@@ -189,3 +204,19 @@ def test_trace_file_takes_no_run_overrides(tmp_path):
     path = _write(tmp_path / "toy.yaml", TOY)
     with pytest.raises(InputError, match=r"is a trace file: run overrides \(batch\) do not"):
         load_workload(path, batch=2)
+
+
+def test_one_weight_name_is_one_tensor(tmp_path):
+    """Two ops reading weight w1 at different shapes would count parameters wrong (the
+    trace keeps the first): the trace is refused, naming both ops."""
+    data = _toy({})
+    data["ops"].append({"name": "ffn2", "kind": "gemm", "fn": "linear",
+                        "inputs": [{"name": "y", "shape": [1, 16, 256]},
+                                   {"name": "w1", "shape": [256, 64], "role": "weight"}],
+                        "outputs": [{"name": "z", "shape": [1, 16, 64]}]})
+    path = _write(tmp_path / "two.trace.yaml", data)
+    with pytest.raises(InputError, match="op 'ffn2': weight 'w1' is \\[256,64\\] bf16 but op "
+                       "'ffn1' uses a \\[64,256\\] bf16 weight of that name"):
+        load_workload(path)
+    data["ops"][-1]["inputs"][1]["name"] = "w2"  # a distinct name: 2 x 16384 parameters
+    assert load_workload(_write(tmp_path / "ok.trace.yaml", data)).params == 32_768

@@ -2,7 +2,7 @@
 
 Expected numbers are derived by hand in each test's docstring, from the model facts in the
 reference notes (shared/reference/workloads.md), not from the builder code. The per-element
-SFU costs are the trace's definition of model-level FLOPs (dlmsim.workloads.ir.SFU_FNS):
+SFU costs are the trace's definition of model-level FLOPs (dlmsim.workloads.vocab.SFU_FNS):
 layernorm 8, rmsnorm 5, modulate 2, gelu 8, silu 4, tanh 4, swiglu 5, softmax 5,
 log_softmax 5, rotary 3 per rotated element, residual 1 (2 when gated: x + gate*y), add 1 per
 extra operand, timestep_embedding 4 per output element, exp_scale 2, gumbel_argmax 5,
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import dlmsim
-from dlmsim.config import bundled_names
+from dlmsim.config import bundled_dir, bundled_names
 from dlmsim.errors import InputError
 from dlmsim.workloads import Trace, load_workload, load_workload_config
 from dlmsim.workloads.build import mdlm_forward_passes
@@ -539,3 +539,28 @@ def test_sfu_flop_rules():
     assert _op(m, "blocks.0.rotary").flops == 36_864
     assert _op(m, "sigma_map.sinusoid").flops == 1_024
     assert _op(_small("diffusion-lm-e2e"), "embed.add").flops == 24_576
+
+
+def test_run_must_be_a_mapping(tmp_path):
+    text = (bundled_dir("workloads") / "mdlm-tiny.yaml").read_text()
+    p = tmp_path / "m.yaml"
+    p.write_text("".join("run: [1, 2]\n" if ln.startswith("run:") else ln
+                         for ln in text.splitlines(keepends=True)))
+    with pytest.raises(InputError, match="run: expected a mapping of run parameters"):
+        load_workload(p)
+
+
+def test_ir_and_check_import_one_way():
+    """vocab <- check <- ir: the checks never import the IR they check (no cycle)."""
+    import ast
+
+    import dlmsim.workloads as pkg
+
+    def imports(module: str) -> set[str]:
+        tree = ast.parse((Path(pkg.__file__).parent / f"{module}.py").read_text())
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+            a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+
+    assert "dlmsim.workloads.ir" not in imports("check")
+    assert not {m for m in imports("vocab") if m.startswith("dlmsim")}
+    assert "dlmsim.workloads.check" in imports("ir")

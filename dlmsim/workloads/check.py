@@ -1,15 +1,16 @@
 """Validation of a trace: op kinds, per-op shape rules, and shape chaining between ops.
 
 Every error is a `TraceError` whose message names the op and the tensor at fault, so the CLI
-can print it as one line.
+can print it as one line. The checks take `ir.Op`, `ir.Tensor` and `ir.Trace` objects but do
+not import `ir`: `ir` imports this module (a Trace checks itself when it is made).
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
-from dlmsim.workloads.ir import (
+from dlmsim.errors import InputError
+from dlmsim.workloads.vocab import (
     DTYPE_BYTES,
     KINDS,
     LAYOUT_FNS,
@@ -17,31 +18,57 @@ from dlmsim.workloads.ir import (
     REDUCING_FNS,
     ROLES,
     SFU_FNS,
-    TraceError,
 )
 
-if TYPE_CHECKING:
-    from dlmsim.workloads.ir import Op, Tensor, Trace
 
+class TraceError(InputError):
+    """A trace is malformed: shapes do not chain, an unknown kind or function, ..."""
+
+
+# Largest dim a tensor may have: an int32 index (what an HLS loop bound or a DMA length
+# holds); and largest element count, so that counts stay exact in float arithmetic.
+MAX_DIM = 2**31 - 1
+MAX_NUMEL = 2**53
+
+
+def _number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# Types of the attributes the simulator and the executors read (others are kept as given).
+ATTRS = {
+    "transpose_b": ("true or false", lambda v: isinstance(v, bool)),
+    "scale": ("a finite number", _number),
+    "eps": ("a positive number", lambda v: _number(v) and v > 0),
+    "theta": ("a positive number", lambda v: _number(v) and v > 0),
+    "rotate": ("'q', 'k' or 'qk'", lambda v: v in ("q", "k", "qk")),
+    "approx": ("'tanh' or 'erf'", lambda v: v in ("tanh", "erf")),
+    **{k: ("a non-negative integer", lambda v: isinstance(v, int) and not isinstance(v, bool)
+           and v >= 0) for k in ("chunks", "gate", "shift", "k", "mask_index")},
+}
 
 
 def _shape(s) -> str:
     return "[" + ",".join(map(str, s)) + "]"
 
 
-def _check_tensor(op: Op, t: Tensor) -> None:
-    if not t.shape or not all(isinstance(d, int) and d > 0 for d in t.shape):
-        raise TraceError(f"op '{op.name}': tensor '{t.name}' has shape {list(t.shape)}; "
+def _check_tensor(where: str, t) -> None:
+    if not t.shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                              for d in t.shape):
+        raise TraceError(f"{where}: tensor '{t.name}' has shape {list(t.shape)}; "
                          "every dim must be a positive integer")
+    if max(t.shape) > MAX_DIM or math.prod(t.shape) > MAX_NUMEL:
+        raise TraceError(f"{where}: tensor '{t.name}' of shape {_shape(t.shape)} is "
+                         f"too large (at most {MAX_DIM} per dim and 2^53 elements)")
     if t.dtype not in DTYPE_BYTES:
-        raise TraceError(f"op '{op.name}': tensor '{t.name}' has unknown dtype '{t.dtype}' "
+        raise TraceError(f"{where}: tensor '{t.name}' has unknown dtype '{t.dtype}' "
                          f"(known: {', '.join(DTYPE_BYTES)})")
     if t.role not in ROLES:
-        raise TraceError(f"op '{op.name}': tensor '{t.name}' has unknown role '{t.role}' "
+        raise TraceError(f"{where}: tensor '{t.name}' has unknown role '{t.role}' "
                          f"(known: {', '.join(ROLES)})")
 
 
-def _check_gemm(op: Op) -> None:
+def _check_gemm(op) -> None:
     if op.fn not in ("linear", "matmul"):
         raise TraceError(f"op '{op.name}': gemm fn must be 'linear' or 'matmul', not '{op.fn}'")
     if len(op.inputs) not in (2, 3) or len(op.outputs) != 1:
@@ -72,7 +99,7 @@ def _check_gemm(op: Op) -> None:
                          f"{_shape(op.outputs[0].shape)}, the operands give {_shape(want)}")
 
 
-def _check_gather(op: Op) -> None:
+def _check_gather(op) -> None:
     if len(op.inputs) != 2 or len(op.outputs) != 1:
         raise TraceError(f"op '{op.name}': a gather takes (table, indices) and gives 1 output")
     table, idx = op.inputs
@@ -84,7 +111,7 @@ def _check_gather(op: Op) -> None:
                          f"{_shape(op.outputs[0].shape)}, gathering gives {_shape(want)}")
 
 
-def _check_sfu(op: Op) -> None:
+def _check_sfu(op) -> None:
     if op.fn not in SFU_FNS:
         raise TraceError(f"op '{op.name}': unknown sfu fn '{op.fn}' "
                          f"(known: {', '.join(sorted(SFU_FNS))})")
@@ -116,11 +143,22 @@ def _check_sfu(op: Op) -> None:
                          f"{_shape(op.outputs[0].shape)} from an input of {first_in} elements")
 
 
-def check_trace(trace: Trace) -> None:
+def _check_attrs(op) -> None:
+    for k, v in op.attrs:
+        want = ATTRS.get(k)
+        if want and not want[1](v):
+            raise TraceError(f"op '{op.name}': attr {k} must be {want[0]}, got {v!r}")
+
+
+def check_trace(trace) -> None:
     """Raise TraceError on the first problem found."""
+    if not trace.ops:
+        raise TraceError("the trace has no ops")
     produced: dict[str, tuple[tuple[int, ...], str]] = {}
     for t in trace.inputs:
+        _check_tensor("trace inputs", t)
         produced[t.name] = (t.shape, "the trace inputs")
+    weights: dict[str, tuple] = {}  # name -> (shape, dtype, first op)
     names: set[str] = set()
     for op in trace.ops:
         if op.name in names:
@@ -133,7 +171,16 @@ def check_trace(trace: Trace) -> None:
             raise TraceError(f"op '{op.name}': unknown phase '{op.phase}' "
                              f"(known: {', '.join(PHASES)})")
         for t in op.inputs + op.outputs:
-            _check_tensor(op, t)
+            _check_tensor(f"op '{op.name}'", t)
+        _check_attrs(op)
+        for t in op.inputs:
+            if t.role == "weight":
+                seen = weights.setdefault(t.name, (t.shape, t.dtype, op.name))
+                if seen[:2] != (t.shape, t.dtype):
+                    raise TraceError(
+                        f"op '{op.name}': weight '{t.name}' is {_shape(t.shape)} {t.dtype} "
+                        f"but op '{seen[2]}' uses a {_shape(seen[0])} {seen[1]} weight of "
+                        "that name; one name, one tensor")
         {"gemm": _check_gemm, "gather": _check_gather, "sfu": _check_sfu}[op.kind](op)
         for t in op.inputs:
             if t.role in ("weight", "const"):
