@@ -49,11 +49,35 @@ class _Range(Strict):
         return self
 
 
-class _DeviceMemory(Strict):
-    kind: str
-    peak_gbps: PositiveFloat
-    confirmed: bool = True
+PortBits = Literal[32, 64, 128, 256, 512, 1024]
+GIB = 2**30
+
+
+class DeviceMemory(Strict):
+    """One off-chip memory of a board, as the programmable logic reaches it."""
+
+    kind: str  # technology and width, e.g. "DDR4 64-bit SODIMM"
+    capacity_gib: PositiveFloat
+    # Held by the operating system (Zynq boards) or the platform; not for the design.
+    reserved_gib: float = Field(0.0, ge=0)
+    peak_gbps: PositiveFloat  # the memory's peak (all its channels)
+    port_peak_gbps: PositiveFloat | None = None  # one port's ceiling (an HBM pseudo-channel)
+    max_port_bits: PortBits  # widest AXI port the PL may use towards it
+    max_ports: PositiveInt  # AXI ports the PL may use towards it
+    source: str  # where the figures come from
+    confirmed: bool = True  # False: some figure is unconfirmed (see `note`)
     note: str = ""
+
+    @model_validator(mode="after")
+    def _reserve(self):
+        if self.reserved_gib >= self.capacity_gib:
+            raise ValueError(f"reserved_gib {self.reserved_gib:g} leaves nothing of "
+                             f"capacity_gib {self.capacity_gib:g}")
+        return self
+
+    @property
+    def usable_bytes(self) -> float:
+        return (self.capacity_gib - self.reserved_gib) * GIB
 
 
 class _Shell(Strict):
@@ -77,10 +101,20 @@ class Device(Strict):
     uram: int = Field(ge=0)
     lut: PositiveInt
     ff: PositiveInt
-    memory: _DeviceMemory
+    # Off-chip memories by name (ps_ddr, pl_ddr, hbm, ...); the first is the default one.
+    memories: dict[str, DeviceMemory] = Field(min_length=1)
     clock_mhz: _Range
     shell: _Shell = _Shell()
     confirmed: bool = True
+
+    def memory(self, name: str | None = None) -> tuple[str, DeviceMemory]:
+        """(name, memory): the one named, or the default (first) one."""
+        if name is None:
+            name = next(iter(self.memories))
+        if name not in self.memories:
+            raise InputError(f"device {self.name} has no memory '{name}'; it has "
+                             f"{', '.join(self.memories)}")
+        return name, self.memories[name]
 
     def available(self) -> dict[str, int]:
         """Resources left for the accelerator after the shell."""
@@ -138,6 +172,16 @@ def array_dsps(arch: Accelerator, family: str) -> int:
 
 def bytes_of(bits: Bits) -> float:
     return 4.0 if bits == "fp32" else bits / 8
+
+
+def stored_bytes(t, arch: Accelerator) -> float:
+    """Bytes a tensor takes on this design: weights at the weight width, indices as int32,
+    everything else at the activation width (re-quantised on the array's output path)."""
+    if t.role == "weight":
+        return t.numel * bytes_of(arch.bits.weights)
+    if t.role == "index":
+        return t.numel * 4.0
+    return t.numel * bytes_of(arch.bits.activations)
 
 
 # ---------------------------------------------------------------------------- the design
@@ -229,11 +273,12 @@ class BufferSpec(Strict):
 
 
 class MemorySpec(Strict):
-    peak_gbps: PositiveFloat | None = None  # default: the device's peak
+    target: str | None = None  # which device memory holds everything; default its first
+    peak_gbps: PositiveFloat | None = None  # default: that memory's peak
     efficiency: float = Field(0.85, gt=0, le=1)  # of min(port peak, channel peak)
     latency_ns: float = Field(200.0, ge=0)  # first-byte latency per DMA transfer
     ports: PositiveInt = 1  # AXI master ports
-    port_bits: Literal[32, 64, 128, 256, 512, 1024] = 512
+    port_bits: PortBits | None = None  # default: the widest the memory allows
 
 
 class Calibration(Strict):
@@ -280,12 +325,24 @@ class Accelerator(Strict):
         """The memory's first-byte latency in accelerator cycles."""
         return self.memory.latency_ns * 1e-3 * self.clock_mhz
 
+    def off_chip(self, device: Device | None = None) -> tuple[str, DeviceMemory]:
+        """(name, memory) of the device memory this design uses."""
+        return (device or self.dev()).memory(self.memory.target)
+
+    def port_bits(self, device: Device | None = None) -> int:
+        """Width of each AXI port: as configured, or the widest the memory allows."""
+        return self.memory.port_bits or self.off_chip(device)[1].max_port_bits
+
     def bandwidth_bytes_per_cycle(self, device: Device | None = None) -> float:
-        """Achieved off-chip bytes per cycle: min(ports x port width x clock, peak) x eff."""
-        device = device or self.dev()
-        peak = self.memory.peak_gbps or device.memory.peak_gbps
-        port_gbps = self.memory.ports * self.memory.port_bits / 8 * self.clock_mhz / 1e3
-        return min(port_gbps, peak) * self.memory.efficiency * 1e9 * self.period_s
+        """Achieved off-chip bytes per cycle: min(ports x min(port width x clock, port peak),
+        memory peak) x efficiency (hardware.md's rule, with a per-port ceiling for HBM)."""
+        _, mem = self.off_chip(device)
+        peak = self.memory.peak_gbps or mem.peak_gbps
+        port_gbps = self.port_bits(device) / 8 * self.clock_mhz / 1e3
+        if mem.port_peak_gbps:
+            port_gbps = min(port_gbps, mem.port_peak_gbps)
+        return min(self.memory.ports * port_gbps, peak) * self.memory.efficiency * 1e9 \
+            * self.period_s
 
     def run_id(self) -> str:
         return config_hash(self.model_dump(mode="json"))
@@ -310,6 +367,21 @@ def check_buffer(arch: Accelerator, source: str = "arch") -> None:
         )
 
 
+def check_ports(arch: Accelerator, dev: Device, source: str = "arch") -> None:
+    """The design's AXI ports must be buildable towards the memory it uses."""
+    try:
+        name, mem = arch.off_chip(dev)
+    except InputError as e:
+        raise InputError(f"{source}: memory.target: {e}") from None
+    m = arch.memory
+    if m.port_bits is not None and m.port_bits > mem.max_port_bits:
+        raise InputError(f"{source}: memory.port_bits {m.port_bits} is wider than {dev.name}'s "
+                         f"{name} allows ({mem.max_port_bits} bits; {mem.source})")
+    if m.ports > mem.max_ports:
+        raise InputError(f"{source}: memory.ports {m.ports} is more than {dev.name}'s {name} "
+                         f"offers ({mem.max_ports}; {mem.source})")
+
+
 def _check_design(arch: Accelerator, source: str) -> None:
     """Cross-field checks that need the device: the array must fit its DSPs."""
     try:
@@ -324,6 +396,7 @@ def _check_design(arch: Accelerator, source: str) -> None:
             f"A{arch.bits.activations} needs {dsps} DSPs, device {dev.name} has {avail}"
         )
     check_buffer(arch, source)
+    check_ports(arch, dev, source)
     lo, hi = dev.clock_mhz.min, dev.clock_mhz.max
     if arch.clock_mhz > 2 * hi:
         raise InputError(f"{source}: clock_mhz {arch.clock_mhz} is far above what {dev.name} "

@@ -262,7 +262,7 @@ def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False):
     """
     from dlmsim.arch import check_buffer
     from dlmsim.errors import InputError
-    from dlmsim.resources import calibrated, estimate
+    from dlmsim.resources import calibrated, check_dram, estimate
     from dlmsim.results import SimResult
 
     check_buffer(arch, arch.name)
@@ -271,6 +271,7 @@ def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False):
     if not res.fits and not arch.allow_overfull:
         raise InputError(f"{arch.name} does not fit {device.name}: {res.describe_over()} "
                          "(set allow_overfull: true to simulate it anyway)")
+    footprint = check_dram(arch, trace, device)  # weights that do not fit never run
     mapper = Mapper(arch, max_chunks=max_chunks)
 
     phases = {}
@@ -290,7 +291,7 @@ def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False):
         arch=arch.name, workload=trace.model, run=run_params, clock_mhz=arch.clock_mhz,
         pes=arch.pes, bandwidth_bytes_per_cycle=mapper.bw, once=costs["once"],
         forward=costs["forward"], step=costs["step"], forward_passes=trace.forward_passes,
-        steps=trace.steps, tokens_per_run=int(tokens), ops=df, resources=res,
+        steps=trace.steps, tokens_per_run=int(tokens), ops=df, resources=res, dram=footprint,
         calibrated_resources=calibrated(res, arch),
         cycle_factor=cal.cycles if cal is not None else None,
         calibrated_clock_mhz=cal.clock_mhz if cal is not None else None, timeline=events,

@@ -53,7 +53,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dlmsim.arch import Accelerator, bytes_of
+from dlmsim.arch import Accelerator, bytes_of, stored_bytes
 from dlmsim.cost.systolic import gemm_cycles
 from dlmsim.workloads.ir import Op
 from dlmsim.workloads.vocab import LAYOUT_FNS
@@ -139,11 +139,7 @@ class Mapper:
         self.peak_macs = self.r * self.c
 
     def tensor_bytes(self, t) -> float:
-        if t.role == "weight":
-            return t.numel * self.wb
-        if t.role == "index":
-            return t.numel * 4.0
-        return t.numel * self.ab
+        return stored_bytes(t, self.arch)
 
     # ---- GEMM loop order -----------------------------------------------------------------
     def tilings(self, op: Op) -> dict[str, Tiling]:

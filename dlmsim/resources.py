@@ -1,4 +1,6 @@
-"""FPGA resource estimate of a design: DSP, BRAM36, URAM, LUT, FF against its device.
+"""What a design needs of its board: FPGA resources (DSP, BRAM36, URAM, LUT, FF) against the
+device, and the off-chip memory a sampling run keeps (`dram_footprint`) against the memory
+the design uses.
 
 Rules from ../shared/reference/hardware.md; constants marked (u) are unconfirmed defaults,
 to be replaced by `dlmsim calibrate` factors fitted on synthesis reports.
@@ -9,7 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dlmsim.arch import Accelerator, Device, array_dsps
+from dlmsim.arch import GIB, Accelerator, Device, array_dsps, stored_bytes
+from dlmsim.errors import InputError
 
 KINDS = ("dsp", "bram36", "uram", "lut", "ff")
 
@@ -117,3 +120,84 @@ def calibrated(res: Resources, arch: Accelerator) -> Resources | None:
         return None
     used = {k: v * getattr(cal, k) for k, v in res.used.items()}
     return Resources(used=used, available=res.available, buffer_memory=res.buffer_memory)
+
+
+# ------------------------------------------------------------------------- off-chip memory
+@dataclass(frozen=True)
+class Footprint:
+    """Off-chip bytes a sampling run keeps in the design's memory, at the design's widths."""
+
+    memory: str  # the device memory that holds it
+    weights_bytes: float  # every distinct weight, once
+    activations_bytes: float  # the peak of the activations live at once within a phase
+    state_bytes: float  # tensors that live across phases: inputs, per-run and per-step state
+    usable_bytes: float  # the memory's capacity minus its reserve
+    capacity_bytes: float
+
+    @property
+    def total_bytes(self) -> float:
+        return self.weights_bytes + self.activations_bytes + self.state_bytes
+
+    @property
+    def fits(self) -> bool:
+        return self.total_bytes <= self.usable_bytes
+
+    def describe(self) -> str:
+        g = lambda x: f"{x / GIB:.3g} GiB"  # noqa: E731
+        reserve = self.capacity_bytes - self.usable_bytes
+        of = f"{g(self.usable_bytes)} usable" + (
+            f" of {g(self.capacity_bytes)}, {g(reserve)} reserved" if reserve else "")
+        return (f"DRAM footprint {g(self.total_bytes)} (weights {g(self.weights_bytes)} + "
+                f"activations {g(self.activations_bytes)} + state {g(self.state_bytes)}) "
+                f"{'fits' if self.fits else 'exceeds'} {self.memory}'s {of}")
+
+
+def dram_footprint(arch: Accelerator, trace, device: Device | None = None) -> Footprint:
+    """What a run of `trace` keeps in off-chip memory.
+
+    Simplifications: every activation is counted as if it went to DRAM (an upper bound: the
+    mapping keeps some on chip); an activation lives from its producer to its last consumer
+    within its phase, and the phases never overlap, so activations are the largest live set
+    of any phase; a tensor read in another phase than the one producing it (or a graph
+    input) is state and lives for the whole run. Weights are stored once at the weight width.
+    """
+    name, mem = arch.off_chip(device)
+    weights = sum(stored_bytes(t, arch) for t in trace.weights.values())
+    produced: dict[str, tuple[str, object]] = {t.name: ("input", t) for t in trace.inputs}
+    last: dict[str, int] = {}
+    state: dict[str, float] = {t.name: stored_bytes(t, arch) for t in trace.inputs}
+    for j, op in enumerate(trace.ops):
+        for t in op.inputs:
+            if t.role in ("weight", "const"):
+                continue
+            src = produced.get(t.name)
+            if src is None or src[0] != op.phase:
+                state[t.name] = stored_bytes(t, arch)
+            last[t.name] = j
+        for t in op.outputs:
+            produced[t.name] = (op.phase, t)
+    peak = 0.0
+    for phase in ("once", "forward", "step"):
+        live, ends = 0.0, {}
+        for j, op in enumerate(trace.ops):
+            if op.phase != phase:
+                continue
+            for t in op.outputs:
+                if t.name in state or last.get(t.name, -1) <= j:
+                    continue
+                size = stored_bytes(t, arch)
+                live += size
+                ends[last[t.name]] = ends.get(last[t.name], 0.0) + size
+            peak = max(peak, live)
+            live -= ends.pop(j, 0.0)
+    return Footprint(name, weights, peak, sum(state.values()), mem.usable_bytes,
+                     mem.capacity_gib * GIB)
+
+
+def check_dram(arch: Accelerator, trace, device: Device | None = None) -> Footprint:
+    """The footprint, or an InputError naming the sizes when it does not fit (simulate and
+    the explorer's points both call this)."""
+    fp = dram_footprint(arch, trace, device)
+    if not fp.fits:
+        raise InputError(f"{arch.name} cannot run {trace.model}: {fp.describe()}")
+    return fp

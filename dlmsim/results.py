@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dlmsim.resources import Resources
+from dlmsim.resources import Footprint, Resources
 
 if TYPE_CHECKING:  # pandas is imported only when a frame is built (faster CLI start-up)
     import pandas as pd
@@ -59,6 +59,7 @@ class SimResult:
     tokens_per_run: int
     ops: pd.DataFrame
     resources: Resources
+    dram: Footprint | None = None  # what the run keeps in off-chip memory
     calibrated_resources: Resources | None = None
     cycle_factor: float | None = None  # calibration: reported / predicted cycles
     calibrated_clock_mhz: float | None = None  # calibration: the clock synthesis estimated
@@ -150,6 +151,10 @@ class SimResult:
             **{f"{k}_used": v for k, v in res.used.items()},
             **{f"{k}_frac": v for k, v in res.fraction.items()},
         }
+        if self.dram is not None:
+            out.update({"dram_memory": self.dram.memory,
+                        "dram_footprint_bytes": self.dram.total_bytes,
+                        "dram_usable_bytes": self.dram.usable_bytes})
         if self.cycle_factor is not None:
             out["latency_run_calibrated_s"] = self.seconds * self.calibration_time_factor
         if self.calibrated_resources is not None:

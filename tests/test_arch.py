@@ -21,16 +21,46 @@ def test_every_arch_preset_loads(name):
 @pytest.mark.parametrize("path", sorted((bundled_dir("arch") / "devices").glob("*.yaml")))
 def test_every_device_loads(path):
     dev = load_device(path.stem)
-    assert dev.dsp > 0 and dev.memory.peak_gbps > 0
+    assert dev.dsp > 0
+    for mem in dev.memories.values():
+        assert mem.peak_gbps > 0 and 0 < mem.usable_bytes <= mem.capacity_gib * 2**30
+        assert mem.source and mem.max_ports >= 1
 
 
 def test_bandwidth_per_cycle():
-    """sda-w4a8-zcu102: one 512-bit port at 300 MHz = 64 B x 300e6 = 19.2 GB/s; the DDR4
-    channel peak is 19.2 GB/s; achieved = min(19.2, 19.2) x 0.85 = 16.32 GB/s, per 300 MHz
-    cycle 16.32e9 / 300e6 = 54.4 B/cycle. With 16 ports on U280 HBM at 225 MHz:
-    16 x 64 B x 225e6 = 230.4 GB/s < 460 GB/s peak, x 0.9 = 207.36 GB/s = 921.6 B/cycle."""
+    """sda-w4a8-zcu102: four 128-bit ports at 300 MHz = 4 x 16 B x 300e6 = 19.2 GB/s; the
+    DDR4 channel peak is 19.2 GB/s; achieved = min(19.2, 19.2) x 0.85 = 16.32 GB/s, per
+    300 MHz cycle 16.32e9 / 300e6 = 54.4 B/cycle. With 16 ports on U280 HBM at 225 MHz:
+    each 64 B x 225e6 = 14.4 GB/s (a pseudo-channel's ceiling too), 16 x 14.4 = 230.4 GB/s
+    < 460 GB/s peak, x 0.9 = 207.36 GB/s = 921.6 B/cycle. The same design on the U280's DDR4:
+    min(230.4, 38.4) x 0.9 = 34.56 GB/s = 153.6 B/cycle."""
     assert dlmsim.load_arch("sda-w4a8-zcu102").bandwidth_bytes_per_cycle() == pytest.approx(54.4)
     assert dlmsim.load_arch("int8-u280").bandwidth_bytes_per_cycle() == pytest.approx(921.6)
+    ddr = dlmsim.load_arch("int8-u280", **{"memory.target": "ddr"})
+    assert ddr.bandwidth_bytes_per_cycle() == pytest.approx(153.6)
+
+
+def test_port_width_defaults_to_the_widest_allowed():
+    """Without memory.port_bits a ZCU102 design gets PG201's 128-bit HP ports."""
+    data = dlmsim.load_arch("int8-zcu102").model_dump(mode="json")
+    data["memory"].pop("port_bits")
+    from dlmsim.arch import arch_from_data
+
+    arch = arch_from_data(data, "test")
+    assert arch.port_bits() == 128
+
+
+@pytest.mark.parametrize(("sets", "message"), [
+    ({"memory.port_bits": 512}, "memory.port_bits 512 is wider than zcu102's ps_ddr allows "
+                                "(128 bits; UG1182"),
+    ({"memory.ports": 7}, "memory.ports 7 is more than zcu102's ps_ddr offers (6;"),
+    ({"memory.target": "hbm"}, "memory.target: device zcu102 has no memory 'hbm'; it has "
+                               "ps_ddr, pl_ddr"),
+])
+def test_unbuildable_ports_are_errors(sets, message):
+    """Issue 10.3: Zynq UltraScale+ PL-to-PS ports are at most 128 bits wide (PG201)."""
+    with pytest.raises(dlmsim.InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        dlmsim.load_arch("int8-zcu102", **sets)
 
 
 def test_macs_per_dsp_table():

@@ -148,6 +148,20 @@ def test_infeasible_points_keep_their_reason(tmp_path):
     assert "DSP" in too_big["reason"] and too_big["latency_run_s"] > 0  # simulated anyway
 
 
+def test_points_whose_weights_do_not_fit_dram_are_infeasible(tmp_path):
+    """Issue 10.2: the sweep records the same reason `simulate` exits with (one check):
+    LLaDA-8B at W4 (3.73 GiB) or W8 (7.47 GiB) does not fit a ZCU102's 3 GiB."""
+    llada = {"name": "llada-8b", "steps": 4}
+    p = spec_from_data(tiny(workloads=[llada], parameters={"bits.weights": [4, 8]}))
+    df = run_sweep(p, tmp_path)
+    assert not df["feasible"].any()
+    reasons = sorted(df["reason"])
+    assert reasons[0].endswith("cannot run llada-8b: DRAM footprint 3.79 GiB (weights "
+                               "3.73 GiB + activations 0.0302 GiB + state 0.0302 GiB) "
+                               "exceeds ps_ddr's 3 GiB usable of 4 GiB, 1 GiB reserved")
+    assert "weights 7.47 GiB" in reasons[1]
+
+
 def test_all_infeasible_is_one_line_exit_1(tmp_path):
     spec = write_spec(tmp_path, tiny(constraints={"max_frac": {"dsp": 0.001}}))
     r = subprocess.run(DLMSIM + ["sweep", str(spec), "-o", str(tmp_path / "out"),

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 import dlmsim
-from dlmsim.resources import bram18_per_bank, buffer_blocks, estimate, uram_per_bank
+from dlmsim.resources import (
+    bram18_per_bank,
+    buffer_blocks,
+    check_dram,
+    dram_footprint,
+    estimate,
+    uram_per_bank,
+)
+from dlmsim.workloads import Op, Schedule, Tensor, Trace
 
 
 def test_bram18_rule():
@@ -28,11 +36,11 @@ def test_sda_preset_totals():
     """sda-w4a8-zcu102: 32x64 = 2048 PEs at W4A8, 2 MACs per DSP48E2 -> 1024 DSPs, plus the
     SFU's 5 lanes x 2 elements x 2 DSPs = 20 -> 1044 DSPs.
     Buffer: 1536 KiB in 32 banks, 256 B/cycle -> 64-bit banks of 1572864 / (32 x 8) = 6144
-    words -> 2 x 12 = 24 BRAM18 per bank, 768 in all; + 2 for the one AXI port = 770 BRAM18
-    = 385 BRAM36."""
+    words -> 2 x 12 = 24 BRAM18 per bank, 768 in all; + 2 for each of the four AXI ports
+    = 776 BRAM18 = 388 BRAM36."""
     res = estimate(dlmsim.load_arch("sda-w4a8-zcu102"))
     assert res.used["dsp"] == 1044
-    assert res.used["bram36"] == 385
+    assert res.used["bram36"] == 388
     assert res.used["uram"] == 0
     assert res.fits
     assert res.fraction["dsp"] == pytest.approx(1044 / 2520)
@@ -53,3 +61,43 @@ def test_bigger_designs_use_more():
     big = estimate(dlmsim.load_arch("int8-zcu102"))
     assert all(big.used[k] >= small.used[k] for k in big.used)
     assert big.used["dsp"] - small.used["dsp"] == (32 - 16) * 64 / 2
+
+
+def _toy_trace():
+    """tokens [1, 8] -> embed (table [16, 4]) -> x -> layernorm -> h -> fc (w [4, 4]) -> y
+    (forward); argmax(y) -> new tokens (step)."""
+    tok = Tensor("tokens", (1, 8), "idx", "index")
+    x, h, y = (Tensor(n, (1, 8, 4)) for n in ("x", "h", "y"))
+    ops = (
+        Op("embed", "gather", "embedding", (Tensor("table", (16, 4), role="weight"), tok), (x,)),
+        Op("norm", "sfu", "layernorm", (x,), (h,)),
+        Op("fc", "gemm", "linear", (h, Tensor("w", (4, 4), role="weight")), (y,)),
+        Op("pick", "sfu", "argmax", (y,), (Tensor("new", (1, 8), "idx", "index"),),
+           phase="step"),
+    )
+    return Trace("toy", ops, Schedule(steps=2, forward_passes=2), inputs=(tok,))
+
+
+def test_dram_footprint_by_hand():
+    """W8A8: weights 16 x 4 + 4 x 4 = 80 B. State: the graph input tokens (8 x 4 B = 32 B)
+    and y, produced by the forward and read by the step's argmax (32 x 1 B): 64 B.
+    Activations within the forward: x (32 B) lives from embed to norm, h (32 B) from norm
+    to fc: 64 B at norm, the peak; the step's output is read by nothing."""
+    arch = dlmsim.load_arch("int8-zcu102")
+    fp = dram_footprint(arch, _toy_trace())
+    assert (fp.weights_bytes, fp.state_bytes, fp.activations_bytes) == (80, 64, 64)
+    assert fp.memory == "ps_ddr" and fp.usable_bytes == 3 * 2**30 and fp.fits
+
+
+def test_weights_that_do_not_fit_are_infeasible():
+    """Issue 10.2: LLaDA-8B at W4 is 3.73 GiB of weights, more than the 3 GiB a ZCU102 leaves
+    after the OS; fp32 LLaDA (29.9 GiB) does not fit the U280's 8 GiB of HBM but fits its
+    32 GiB of DDR4."""
+    llada = dlmsim.load_workload("llada-8b")
+    with pytest.raises(dlmsim.InputError, match=r"cannot run llada-8b: DRAM footprint 3\.79 "
+                       r"GiB \(weights 3\.73 GiB .* exceeds ps_ddr's 3 GiB usable of 4 GiB"):
+        check_dram(dlmsim.load_arch("sda-w4a8-zcu102"), llada)
+    with pytest.raises(dlmsim.InputError, match="exceeds hbm's 8 GiB usable"):
+        dlmsim.simulate(dlmsim.load_arch("fp32-u280"), llada)
+    ddr = dlmsim.load_arch("fp32-u280", **{"memory.target": "ddr"})
+    assert check_dram(ddr, llada).fits

@@ -157,5 +157,29 @@ def _print_tables(res, acc, top: int) -> None:
         rt.add_row(k.upper(), f"{v:,.0f}", f"{avail:,}", f"{frac:.1%}" if avail else "-",
                    *([f"{calr.used[k]:,.0f}"] if calr else []))
     out.print(rt)
+    _print_memories(res, acc)
     if not res.resources.fits:
         out.print(f"[bold red]does not fit:[/] {res.resources.describe_over()}")
+
+
+def _print_memories(res, acc) -> None:
+    """The board's off-chip memories, and the run's footprint in the one the design uses."""
+    from dlmsim.arch import GIB
+
+    dev = acc.dev()
+    fp = res.dram
+    t = Table(title=f"off-chip memory on {dev.board} (the run's footprint against it)",
+              header_style="bold")
+    for col in ("memory", "kind", "capacity", "reserved", "usable", "peak", "weights",
+                "activations", "state", "footprint", "of usable"):
+        t.add_column(col, justify="left" if col in ("memory", "kind") else "right")
+    gib = lambda x: f"{x / GIB:.3g} GiB"  # noqa: E731
+    for name, mem in dev.memories.items():
+        used = fp is not None and fp.memory == name
+        figures = ([gib(fp.weights_bytes), gib(fp.activations_bytes), gib(fp.state_bytes),
+                    gib(fp.total_bytes), f"{fp.total_bytes / fp.usable_bytes:.1%}"]
+                   if used else ["-"] * 5)
+        t.add_row(name + (" (used)" if used else ""), mem.kind, f"{mem.capacity_gib:g} GiB",
+                  f"{mem.reserved_gib:g} GiB", gib(mem.usable_bytes), f"{mem.peak_gbps:g} GB/s",
+                  *figures)
+    out.print(t)
