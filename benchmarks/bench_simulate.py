@@ -31,8 +31,8 @@ def main() -> None:
     for name in bundled_names("arch"):
         s = median_s(dlmsim.load_arch(name), trace)
         print(f"  {name:18s} {s * 1e3:8.1f} ms per design point")
-    arch = dlmsim.load_arch("sda-w4a8-zcu102")
-    print("scaling on sda-w4a8-zcu102:")
+    arch = dlmsim.load_arch("sda-style-2048-zcu102")
+    print("scaling on sda-style-2048-zcu102:")
     for kw in ({"batch": 1}, {"batch": 64}, {"seq_len": 128}, {"seq_len": 4096},
                {"steps": 1000}, {"steps": 10000}):
         t = dlmsim.load_workload("mdlm-small", **{"batch": 16, "seq_len": 1024, "steps": 128,

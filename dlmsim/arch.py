@@ -206,7 +206,7 @@ class ArraySpec(Strict):
 class BitsSpec(Strict):
     weights: Bits = 8
     activations: Bits = 8
-    accumulator: Literal[16, 24, 32, "fp32"] = 32
+    accumulator: Literal[16, 24, 32, 36, "fp32"] = 32  # 36: SDA's ACC_BIT
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -28,13 +28,13 @@ def test_every_device_loads(path):
 
 
 def test_bandwidth_per_cycle():
-    """sda-w4a8-zcu102: four 128-bit ports at 300 MHz = 4 x 16 B x 300e6 = 19.2 GB/s; the
+    """sda-style-2048-zcu102: four 128-bit ports at 300 MHz = 4 x 16 B x 300e6 = 19.2 GB/s; the
     DDR4 channel peak is 19.2 GB/s; achieved = min(19.2, 19.2) x 0.85 = 16.32 GB/s, per
     300 MHz cycle 16.32e9 / 300e6 = 54.4 B/cycle. With 16 ports on U280 HBM at 225 MHz:
     each 64 B x 225e6 = 14.4 GB/s (a pseudo-channel's ceiling too), 16 x 14.4 = 230.4 GB/s
     < 460 GB/s peak, x 0.9 = 207.36 GB/s = 921.6 B/cycle. The same design on the U280's DDR4:
     min(230.4, 38.4) x 0.9 = 34.56 GB/s = 153.6 B/cycle."""
-    assert dlmsim.load_arch("sda-w4a8-zcu102").bandwidth_bytes_per_cycle() == pytest.approx(54.4)
+    assert dlmsim.load_arch("sda-style-2048-zcu102").bandwidth_bytes_per_cycle() == pytest.approx(54.4)
     assert dlmsim.load_arch("int8-u280").bandwidth_bytes_per_cycle() == pytest.approx(921.6)
     ddr = dlmsim.load_arch("int8-u280", **{"memory.target": "ddr"})
     assert ddr.bandwidth_bytes_per_cycle() == pytest.approx(153.6)
@@ -63,6 +63,23 @@ def test_unbuildable_ports_are_errors(sets, message):
         dlmsim.load_arch("int8-zcu102", **sets)
 
 
+def test_sda_preset_is_sda_as_released():
+    """Issue 10.4, figures from github Michaela1224/SDA_code (cited in the preset): 4 x 2
+    sub-arrays of 5 x 5 PEs, each PE 2 DSP48E2 doing 4 W4A8 MACs per cycle -> a 40 x 20
+    output block, 800 MACs per cycle, 400 DSPs; ACC_BIT 36; 5-lane 16-bit SFU with two
+    values per lane; five 128-bit m_axi bundles; a 3.3 ns clock target (303 MHz)."""
+    from dlmsim.arch import array_dsps
+
+    sda = dlmsim.load_arch("sda-zcu102")
+    assert (sda.array.rows, sda.array.cols, sda.pes) == (40, 20, 800)
+    assert array_dsps(sda, "dsp48e2") == 200 * 2
+    assert (sda.bits.weights, sda.bits.activations, sda.bits.accumulator) == (4, 8, 36)
+    assert (sda.sfu.lanes, sda.sfu.elems_per_lane, sda.sfu.bits) == (5, 2, 16)
+    assert (sda.memory.ports, sda.port_bits()) == (5, 128)
+    assert sda.clock_mhz == pytest.approx(1e3 / 3.3, rel=2e-3)
+    assert sda.buffer.loop_order == "output_row" and sda.dev().part == "xczu9eg-ffvb1156-2-e"
+
+
 def test_macs_per_dsp_table():
     """hardware.md: DSP48E2 16x16 1, 8x8 2, W4A8 2, 4x4 4, fp32 MAC 1/5; DSP58 8x8 3."""
     assert macs_per_dsp(16, 16, "dsp48e2") == 1
@@ -76,7 +93,7 @@ def test_macs_per_dsp_table():
 
 def test_smallest_tile():
     """32x64 array at W4A8: 2 x (32 x 1 B + 64 x 0.5 B) + 32 x 64 x 1 B = 128 + 2048 B."""
-    assert smallest_tile_bytes(dlmsim.load_arch("sda-w4a8-zcu102")) == 2176
+    assert smallest_tile_bytes(dlmsim.load_arch("sda-style-2048-zcu102")) == 2176
 
 
 def test_overrides_by_dotted_path():

@@ -15,7 +15,7 @@ TINY = ["--workload", "mdlm-tiny", "--batch", "1", "--seq-len", "32", "--steps",
 
 
 def test_table_output_has_units():
-    r = CliRunner().invoke(app, ["simulate", "--arch", "sda-w4a8-zcu102", *TINY])
+    r = CliRunner().invoke(app, ["simulate", "--arch", "sda-style-2048-zcu102", *TINY])
     assert r.exit_code == 0, r.output
     for text in ("latency per sampling run", " ms", "tokens/s", "MHz", "cyc", "DSP",
                  "time by bound"):

@@ -110,7 +110,7 @@ def _tiny_trace(name="mdlm-tiny"):
 
 
 def _arch(**sets):
-    return dlmsim.load_arch("sda-w4a8-zcu102", **sets)
+    return dlmsim.load_arch("sda-style-2048-zcu102", **sets)
 
 
 def test_rows_sum_to_total_and_spans_respect_roofline():
@@ -190,10 +190,10 @@ def test_ws_policy_and_auto_choose_per_op():
 
 
 def test_overfull_design_is_an_error_unless_allowed():
-    arch = dlmsim.load_arch("sda-w4a8-zcu102", **{"buffer.kib": 60000})
+    arch = dlmsim.load_arch("sda-style-2048-zcu102", **{"buffer.kib": 60000})
     with pytest.raises(dlmsim.InputError, match="does not fit zcu102: BRAM36"):
         simulate(arch, _tiny_trace())
-    arch = dlmsim.load_arch("sda-w4a8-zcu102", **{"buffer.kib": 60000, "allow_overfull": True})
+    arch = dlmsim.load_arch("sda-style-2048-zcu102", **{"buffer.kib": 60000, "allow_overfull": True})
     res = simulate(arch, _tiny_trace())
     assert not res.resources.fits
 

@@ -26,7 +26,7 @@ TINY_RUN = {"name": "mdlm-tiny", "batch": 1, "seq_len": 64, "steps": 8}
 def tiny(**over) -> dict:
     """A spec small enough for tests: 8 points on mdlm-tiny (B 1, L 64, T 8)."""
     data = {
-        "version": 1, "name": "tiny", "base": "sda-w4a8-zcu102",
+        "version": 1, "name": "tiny", "base": "sda-style-2048-zcu102",
         "workloads": [TINY_RUN],
         "parameters": {"array.rows": [8, 16], "array.cols": [8, 16],
                        "bits.weights": [4, 8]},

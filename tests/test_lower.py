@@ -21,7 +21,7 @@ from dlmsim.lower.runner import run_driver
 from dlmsim.mapping import Mapper
 from dlmsim.workloads import load_workload
 
-CASES = [("int8-zcu102", "mdlm-tiny"), ("sda-w4a8-zcu102", "mdlm-tiny"),
+CASES = [("int8-zcu102", "mdlm-tiny"), ("sda-style-2048-zcu102", "mdlm-tiny"),
          ("fp32-u280", "diffusion-lm-e2e"), ("w4a8-kv260", "diffusion-lm-e2e")]
 
 

@@ -31,7 +31,7 @@ def test_operand_passes():
     k = Tensor("k", (2, 8, 4))
     scores = Op("s", "gemm", "matmul", (q, k), (Tensor("s", (2, 8, 8)),),
                 attrs=(("transpose_b", True),))
-    w4 = dlmsim.load_arch("sda-w4a8-zcu102")
+    w4 = dlmsim.load_arch("sda-style-2048-zcu102")
     assert operand_passes(scores, w4) == 2
     assert operand_passes(LINEAR, w4) == 1
     assert operand_passes(scores, _arch()) == 1
@@ -101,7 +101,7 @@ def test_multi_panel_producer_output_goes_to_dram(order):
 def test_logits_of_sda_style_mdlm_small_go_to_dram():
     """Issue 10.1's case: MDLM-small (B16, L1024) on the SDA-style design; the logits of
     final.linear (16 x 1024 x 50258 at 8 bits = 785 MiB) cannot stay in a 1.5 MiB buffer."""
-    arch = dlmsim.load_arch("sda-w4a8-zcu102")
+    arch = dlmsim.load_arch("sda-style-2048-zcu102")
     ops = list(dlmsim.load_workload("mdlm-small").phase_ops("forward"))
     plans = {p.op.name: p for p in Mapper(arch).plan(ops)}
     assert plans["final.linear"].dram_write_bytes == 16 * 1024 * 50258
@@ -168,7 +168,7 @@ def _check_residency(arch, ops):
 def test_nothing_on_chip_beyond_the_resident_share(kib, frac, shape, wl):
     """Issue 10.1's property, over real traces, buffer sizes, shares and array shapes."""
     try:
-        arch = dlmsim.load_arch("sda-w4a8-zcu102", **{
+        arch = dlmsim.load_arch("sda-style-2048-zcu102", **{
             "buffer.kib": kib, "buffer.resident_fraction": frac, "array.rows": shape[0],
             "array.cols": shape[1], "allow_overfull": True})
     except dlmsim.InputError:

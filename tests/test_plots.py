@@ -20,7 +20,7 @@ MAGIC = {".png": b"\x89PNG", ".pdf": b"%PDF", ".svg": b"<?xml"}
 
 @pytest.fixture(scope="module")
 def sim():
-    arch = dlmsim.load_arch("sda-w4a8-zcu102")
+    arch = dlmsim.load_arch("sda-style-2048-zcu102")
     trace = dlmsim.load_workload("mdlm-tiny", batch=1, seq_len=64, steps=8)
     return dlmsim.simulate(arch, trace, timeline=True)
 
@@ -29,7 +29,7 @@ def sim():
 def sweep_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("sweep")
     p = spec_from_data({
-        "version": 1, "name": "tiny", "base": "sda-w4a8-zcu102",
+        "version": 1, "name": "tiny", "base": "sda-style-2048-zcu102",
         "workloads": [{"name": "mdlm-tiny", "batch": 1, "seq_len": 64, "steps": 8}],
         "parameters": {"array.rows": [8, 16, 64], "array.cols": [8, 64],
                        "bits.weights": [4, 8]},

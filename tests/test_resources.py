@@ -33,12 +33,12 @@ def test_uram_rule():
 
 
 def test_sda_preset_totals():
-    """sda-w4a8-zcu102: 32x64 = 2048 PEs at W4A8, 2 MACs per DSP48E2 -> 1024 DSPs, plus the
+    """sda-style-2048-zcu102: 32x64 = 2048 PEs at W4A8, 2 MACs per DSP48E2 -> 1024 DSPs, plus the
     SFU's 5 lanes x 2 elements x 2 DSPs = 20 -> 1044 DSPs.
     Buffer: 1536 KiB in 32 banks, 256 B/cycle -> 64-bit banks of 1572864 / (32 x 8) = 6144
     words -> 2 x 12 = 24 BRAM18 per bank, 768 in all; + 2 for each of the four AXI ports
     = 776 BRAM18 = 388 BRAM36."""
-    res = estimate(dlmsim.load_arch("sda-w4a8-zcu102"))
+    res = estimate(dlmsim.load_arch("sda-style-2048-zcu102"))
     assert res.used["dsp"] == 1044
     assert res.used["bram36"] == 388
     assert res.used["uram"] == 0
@@ -96,7 +96,7 @@ def test_weights_that_do_not_fit_are_infeasible():
     llada = dlmsim.load_workload("llada-8b")
     with pytest.raises(dlmsim.InputError, match=r"cannot run llada-8b: DRAM footprint 3\.79 "
                        r"GiB \(weights 3\.73 GiB .* exceeds ps_ddr's 3 GiB usable of 4 GiB"):
-        check_dram(dlmsim.load_arch("sda-w4a8-zcu102"), llada)
+        check_dram(dlmsim.load_arch("sda-style-2048-zcu102"), llada)
     with pytest.raises(dlmsim.InputError, match="exceeds hbm's 8 GiB usable"):
         dlmsim.simulate(dlmsim.load_arch("fp32-u280"), llada)
     ddr = dlmsim.load_arch("fp32-u280", **{"memory.target": "ddr"})

@@ -6,7 +6,7 @@ by dotted arch path, the objectives and the constraints:
 ```yaml
 version: 1
 name: zcu102-mdlm-shape-bits
-base: sda-w4a8-zcu102                       # bundled arch name or a path
+base: sda-style-2048-zcu102                       # bundled arch name or a path
 set: {array.policy: auto}                   # fixed overrides applied to every point
 workloads:
   - {name: mdlm-small, batch: 1, seq_len: 1024, steps: 128}

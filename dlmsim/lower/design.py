@@ -85,7 +85,8 @@ def design_types(arch: Accelerator) -> Types:
     # Allo's llvm backend cannot load/store < 8-bit integers: 4-bit values in int8 containers.
     return Types(ty(b.activations), ty(b.weights), ty(b.accumulator),
                  ty(max(b.activations, 8)), ty(max(b.weights, 8)),
-                 ty(b.accumulator) if b.accumulator in (16, 32) else "int32",
+                 ty(b.accumulator) if b.accumulator in (16, 32) else
+                 ("int32" if b.accumulator < 32 else "int64"),
                  b.activations, b.weights, b.accumulator, True)
 
 
