@@ -103,9 +103,15 @@ def parse_report(path: str | Path) -> HlsReport:
         text = p.read_text(encoding="utf-8", errors="replace")
     except OSError as e:
         raise InputError(f"cannot read HLS report {p}: {e.strerror}") from None
-    if p.suffix.lower() == ".xml" or text.lstrip().startswith("<"):
-        return _parse_xml(p, text)
-    return _parse_text(p, text)
+    try:
+        r = _parse_xml(p, text) if p.suffix.lower() == ".xml" or text.lstrip().startswith("<") \
+            else _parse_text(p, text)
+    except _Unreadable as e:
+        raise InputError(f"{p}: {e}") from None
+    for name, ns in (("target", r.clock_target_ns), ("estimated", r.clock_estimated_ns)):
+        if ns is not None and not ns > 0:
+            raise InputError(f"{p}: clock {name} {ns:g} ns is not a clock period")
+    return r
 
 
 def find_report(directory: Path) -> Path:
@@ -141,19 +147,38 @@ def _project_top(directory: Path) -> str | None:
 
 # ---- cell values ---------------------------------------------------------------------------
 
+class _Unreadable(InputError):
+    """Content no synthesis report holds: a number of thousands of digits, loops nested
+    hundreds deep (parse_report adds the file's name)."""
+
+
+# Cycle and resource counts of real designs have at most 18 digits (2^63 has 19).
+_MAX_DIGITS = 18
+
+
 def _span(text: str | None) -> tuple[int | None, int | None]:
-    """'12' -> (12, 12); '1 ~ 1024' -> (1, 1024); '64 (2%)' -> (64, 64); undef/?/- -> None."""
+    """'12' -> (12, 12); '1 ~ 1024' -> (1, 1024); '64 (2%)' -> (64, 64); undef/?/- -> None.
+
+    ASCII digits only ('²' and other Unicode digits are not numbers here)."""
     s = re.sub(r"\(.*?\)", "", text or "").strip()
     if "~" in s and not s.startswith("~"):
         lo, hi = (_span(part)[0] for part in s.split("~", 1))
         return lo, hi
-    return (int(s), int(s)) if s.isdigit() else (None, None)
+    if not re.fullmatch(r"[0-9]+", s):
+        return None, None
+    if len(s) > _MAX_DIGITS:
+        raise _Unreadable(f"a count of {len(s)} digits ({s[:12]}...) is no synthesis result")
+    return int(s), int(s)
 
 
 def _ns(text: str | None) -> float | None:
     """'5.00' or '5.00 ns' or '3.4 us' -> ns; anything else -> None."""
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ps|ns|us|ms)?\s*", text or "")
-    return float(m.group(1)) * _TIME_NS[m.group(2) or "ns"] if m else None
+    if not m:
+        return None
+    if len(m.group(1)) > _MAX_DIGITS + 1:
+        raise _Unreadable(f"a time of {len(m.group(1))} digits is no clock period")
+    return float(m.group(1)) * _TIME_NS[m.group(2) or "ns"]
 
 
 def _count(text: str) -> int:
@@ -250,7 +275,12 @@ def _xml_resources(el: ET.Element | None) -> dict[str, int]:
     return out
 
 
-def _xml_loops(parent: ET.Element, prefix: str):
+_MAX_LOOP_DEPTH = 64
+
+
+def _xml_loops(parent: ET.Element, prefix: str, depth: int = 0):
+    if depth > _MAX_LOOP_DEPTH:
+        raise _Unreadable(f"loops nested deeper than {_MAX_LOOP_DEPTH} levels")
     for el in parent:
         if el.tag in _LOOP_FIELDS or (el.find("Latency") is None and el.find("TripCount") is None):
             continue
@@ -264,7 +294,7 @@ def _xml_loops(parent: ET.Element, prefix: str):
             ii=_x(ii_el)[1], trip_count=_x(el.find("TripCount"))[1],
             pipelined=ii_el is not None,
         )
-        yield from _xml_loops(el, path)
+        yield from _xml_loops(el, path, depth + 1)
 
 
 # ---- text ----------------------------------------------------------------------------------

@@ -285,6 +285,8 @@ def test_slr_rpt():
     ("64 (2%)", (64, 64)), ("23412 (~0%)", (23412, 23412)),
     ("undef", (None, None)), ("?", (None, None)), ("-", (None, None)), ("~0", (None, None)),
     ("", (None, None)), (None, (None, None)),
+    ("²", (None, None)), ("١٢", (None, None)), ("12²", (None, None)),  # ASCII digits only
+    ("9" * 18, (10**18 - 1, 10**18 - 1)),
 ])
 def test_span_cells(cell, expected):
     assert _span(cell) == expected
@@ -404,3 +406,37 @@ def test_cli_subprocess_missing_file(tmp_path):
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [f"error: HLS report not found: {missing}"]
+
+
+def _mutated(tmp_path: Path, old: str, new: str) -> Path:
+    text = KMEANS.read_text()
+    assert old in text
+    p = tmp_path / "m.xml"
+    p.write_text(text.replace(old, new, 1))
+    return p
+
+
+@pytest.mark.parametrize("old, new, match", [
+    ("<TargetClockPeriod>3.33<", "<TargetClockPeriod>0<", "clock target 0 ns is not a clock"),
+    ("<EstimatedClockPeriod>2.433<", "<EstimatedClockPeriod>0.000<", "clock estimated 0 ns"),
+    ("<Best-caseLatency>9192682<", "<Best-caseLatency>" + "9" * 5000 + "<",
+     r"a count of 5000 digits \(999999999999...\) is no synthesis result"),
+    ("<TargetClockPeriod>3.33<", "<TargetClockPeriod>" + "9" * 400 + "<",
+     "a time of 400 digits is no clock period"),
+    ("<SummaryOfLoopLatency>", "<SummaryOfLoopLatency>" + "".join(
+        f"<L{i}><Latency>1</Latency>" for i in range(3000)) + "".join(
+        f"</L{i}>" for i in reversed(range(3000))), "loops nested deeper than 64 levels"),
+])
+def test_numbers_no_report_holds(tmp_path, old, new, match):
+    """Were a ValueError (int() of 5000 digits), inf, a ZeroDivisionError in the table, a
+    RecursionError; now one line naming the file."""
+    p = _mutated(tmp_path, old, new)
+    with pytest.raises(InputError, match=f"^{p}: {match}"):
+        parse_report(p)
+
+
+def test_non_ascii_digits_are_undef(tmp_path):
+    p = _mutated(tmp_path, "<Best-caseLatency>9192682<", "<Best-caseLatency>²<")
+    assert parse_report(p).latency_best_cycles is None
+    r = runner.invoke(app, ["hls-report", str(p)])
+    assert r.exit_code == 0 and "undef" in r.output
