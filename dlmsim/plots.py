@@ -75,6 +75,20 @@ def _plain_log_labels(ax, axis: str, span: float) -> None:
         a.set_minor_formatter(NullFormatter())
 
 
+def _need_numbers(df: pd.DataFrame, col: str) -> None:
+    """An axis column must exist and hold numbers (a text column would draw nothing)."""
+    if col not in df:
+        raise InputError(f"no column '{col}' in the results; columns: "
+                         f"{', '.join(map(str, df.columns))}")
+    v = df[col]
+    if pd.api.types.is_bool_dtype(v) or not (
+            pd.api.types.is_numeric_dtype(v) or pd.to_numeric(v, errors="coerce").notna().any()):
+        numeric = [str(c) for c in df.columns if pd.api.types.is_numeric_dtype(df[c])
+                   and not pd.api.types.is_bool_dtype(df[c])]
+        raise InputError(f"column '{col}' holds no numbers to plot; numeric columns: "
+                         f"{', '.join(numeric)}")
+
+
 def pareto_front_2d(x, y, senses=("minimize", "minimize")) -> np.ndarray:
     """Mask of the points not dominated in (x, y)."""
     v = np.column_stack([np.asarray(x, float), np.asarray(y, float)])
@@ -108,9 +122,7 @@ def pareto(df: pd.DataFrame, path, x: str = "dsp_used", y: str = "latency_run_s"
     widths or dataflow), infeasible ones grey, the feasible Pareto front highlighted."""
     path = check_figure_path(path)
     for c in (x, y):
-        if c not in df:
-            raise InputError(f"no column '{c}' in the results; columns: "
-                             f"{', '.join(map(str, df.columns))}")
+        _need_numbers(df, c)
     color = color or color_column(df)
     if color is not None and color not in df:
         raise InputError(f"no column '{color}' to colour by")
@@ -172,8 +184,7 @@ def sweep(df: pd.DataFrame, path, y: str = "latency_run_s", params: Sequence[str
     """One panel per swept parameter: `y` of every feasible point against the parameter's
     value (jittered dots) and the best value reached at each setting (line)."""
     path = check_figure_path(path)
-    if y not in df:
-        raise InputError(f"no column '{y}' in the results")
+    _need_numbers(df, y)
     params = [p for p in params if p in df and df[p].nunique() > 1] or \
         [p for p in params if p in df]
     if not params:

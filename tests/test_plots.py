@@ -98,3 +98,54 @@ def test_plot_command(sim, sweep_dir, tmp_path):
         _is_figure(out)
     r = runner.invoke(app, ["plot", "pareto", str(sweep_dir)])
     assert r.exit_code == 0 and (sweep_dir / "pareto.png").is_file()
+
+
+def test_bad_results_are_one_line(sim, tmp_path, sweep_dir):
+    """Empty tables, a list for a summary, a text column as an axis: one line each."""
+    def sim_dir(name, ops=None, summary=None):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "ops.csv").write_text(sim.ops.to_csv(index=False) if ops is None else ops)
+        (d / "summary.json").write_text(sim.to_json() if summary is None else summary)
+        return d
+
+    header = sim.ops.to_csv(index=False).splitlines()[0] + "\n"
+    bad_cycles = sim.ops.assign(run_cycles="abc").to_csv(index=False)
+    cases = [
+        (["breakdown", str(sim_dir("empty", ops=""))], "ops.csv: not a table dlmsim wrote"),
+        (["breakdown", str(sim_dir("header", ops=header))], "ops.csv: the table has no rows"),
+        (["roofline", str(sim_dir("list", summary="[1, 2]"))],
+         "summary.json: expected a mapping of metrics, got a list"),
+        (["roofline", str(sim_dir("clock", summary='{"clock_mhz": "fast"}'))],
+         "summary.json: clock_mhz must be a positive number, got 'fast'"),
+        (["breakdown", str(sim_dir("text", ops=bad_cycles))],
+         "ops.csv: column run_cycles must hold non-negative numbers"),
+        (["pareto", str(sweep_dir), "--x", "reason", "-o", str(tmp_path / "p.png")],
+         "column 'reason' holds no numbers to plot; numeric columns: "),
+        (["breakdown", str(sim_dir("ok")), "-o", str(tmp_path / "ok" / "ops.csv" / "b.png")],
+         "ops.csv is a file, not a directory"),
+    ]
+    for args, message in cases:
+        r = CliRunner().invoke(app, ["plot", *args])
+        assert r.exit_code == 1, (args, r.output, r.exception)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (args, r.stderr)
+
+
+def test_results_figures_are_titled_with_the_spec(sweep_dir, tmp_path, monkeypatch):
+    """`dlmsim plot pareto|sweep` titles a figure with the spec's name, as sweep does."""
+    seen = {}
+
+    def spy(kind):
+        real = getattr(plots, kind)
+
+        def draw(*a, **k):
+            seen[kind] = k.get("title")
+            return real(*a, **k)
+        return draw
+
+    for kind in ("pareto", "sweep"):
+        monkeypatch.setattr(plots, kind, spy(kind))
+        r = CliRunner().invoke(app, ["plot", kind, str(sweep_dir), "-o", str(tmp_path / "f.png")])
+        assert r.exit_code == 0, r.output
+    assert seen == {"pareto": "tiny", "sweep": "tiny"}

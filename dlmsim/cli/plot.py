@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
+import io
+import math
 from enum import Enum
 from pathlib import Path
 
 import typer
 
 from dlmsim.cli.common import app, err
-from dlmsim.errors import InputError
+from dlmsim.errors import InputError, reason
 
 
 class Kind(str, Enum):
@@ -21,17 +22,20 @@ class Kind(str, Enum):
 
 
 def _spec_info(results: Path):
-    """(objective columns, senses, parameter names) from a results directory's spec.yaml."""
+    """(objective columns, senses, parameter names, title) from a results directory's
+    spec.yaml; the title is the spec's name and which kind of run wrote the directory, as
+    `dlmsim sweep` / `search` title their own figures."""
     from dlmsim.config import read_yaml, validate
     from dlmsim.explore.spec import Spec
 
     d = results if results.is_dir() else results.parent
     f = d / "spec.yaml"
     if not f.is_file():
-        return [], [], []
+        return [], [], [], None
     spec = validate(Spec, read_yaml(f), str(f))
+    what = f" ({d.name})" if d.name in ("sweep", "search") else ""
     return ([o.column for o in spec.objectives], [o.sense for o in spec.objectives],
-            list(spec.parameters))
+            list(spec.parameters), spec.name + what)
 
 
 def _sim_dir(results: Path, need: str) -> Path:
@@ -43,14 +47,53 @@ def _sim_dir(results: Path, need: str) -> Path:
     return f
 
 
+# Columns of ops.csv the figures compute with: numbers, never negative.
+_OPS_NUMBERS = ("count", "cycles", "span_cycles", "run_cycles", "macs", "dram_read_bytes",
+                "dram_write_bytes")
+
+
+def _ops(results: Path):
+    """ops.csv of a simulate directory, its numeric columns checked."""
+    return _numeric_csv(_sim_dir(results, "ops.csv"), _OPS_NUMBERS)
+
+
+def _numeric_csv(f: Path, numbers: tuple[str, ...]):
+    import pandas as pd
+
+    from dlmsim.config import read_text
+
+    try:
+        df = pd.read_csv(io.StringIO(read_text(f)))
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as e:
+        raise InputError(f"{f}: not a table dlmsim wrote ({reason(e)})") from None
+    if df.empty:
+        raise InputError(f"{f}: the table has no rows")
+    for c in numbers:
+        if c in df:
+            v = pd.to_numeric(df[c], errors="coerce")
+            if not ((v >= 0) & (v < math.inf)).all():  # NaN fails both
+                raise InputError(f"{f}: column {c} must hold non-negative numbers")
+            df[c] = v
+    return df
+
+
 def _summary(results: Path) -> dict:
+    """summary.json of a simulate directory ({} if absent): a mapping whose clock, PE count
+    and bandwidth, where given, are positive numbers."""
+    from dlmsim.config import read_json
+
     f = results / "summary.json"
     if not f.is_file():
         return {}
-    try:
-        return json.loads(f.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(f"{f}: not JSON ({e.msg})") from None
+    s = read_json(f)
+    if not isinstance(s, dict):
+        raise InputError(f"{f}: expected a mapping of metrics, got a {type(s).__name__}")
+    for k in ("clock_mhz", "pes", "bandwidth_bytes_per_cycle"):
+        v = s.get(k)
+        if v is not None and not (isinstance(v, int | float) and not isinstance(v, bool)
+                                  and v > 0):
+            raise InputError(f"{f}: {k} must be a positive number, got {v!r}")
+    return s
 
 
 @app.command()
@@ -80,7 +123,8 @@ def plot(
         from dlmsim.explore.sweep import read_table
 
         df = read_table(results)
-        cols, senses, params = _spec_info(results)
+        cols, senses, params, spec_title = _spec_info(results)
+        title = title or spec_title
         from dlmsim.explore.spec import MAXIMIZE
 
         sense_of = {c: ("maximize" if c.rpartition("/")[2] in MAXIMIZE else "minimize")
@@ -103,22 +147,16 @@ def plot(
             path = P.sweep(df, out, y=yy, params=params, sense=sense_of.get(yy, "minimize"),
                            title=title)
     elif kind == Kind.breakdown:
-        import pandas as pd
-
-        ops = pd.read_csv(_sim_dir(results, "ops.csv"))
+        ops = _ops(results)
         s = _summary(results)
         path = P.breakdown(ops, out, title=title or _sim_title(s), clock_mhz=s.get("clock_mhz"))
     elif kind == Kind.timeline:
-        import pandas as pd
-
-        ev = pd.read_csv(_sim_dir(results, "timeline.csv"))
+        ev = _numeric_csv(_sim_dir(results, "timeline.csv"), ("start_cycle", "end_cycle"))
         s = _summary(results)
         path = P.timeline(ev, out, title=title or _sim_title(s, "timeline of one block"),
                           clock_mhz=s.get("clock_mhz"))
     else:
-        import pandas as pd
-
-        ops = pd.read_csv(_sim_dir(results, "ops.csv"))
+        ops = _ops(results)
         s = _summary(results)
         if not s:
             raise InputError(f"{results}: no summary.json")
