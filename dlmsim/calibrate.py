@@ -28,6 +28,9 @@ from dlmsim.errors import InputError
 
 BOUNDS = (0.25, 4.0)
 RESOURCE_KEYS = {"dsp": "DSP", "bram36": "BRAM18", "uram": "URAM", "lut": "LUT", "ff": "FF"}
+# Unit of each quantity of the error table.
+UNITS = {"cycles": "cycles", "clock_mhz": "MHz", "dsp": "DSP", "bram36": "BRAM36",
+         "uram": "URAM", "lut": "LUT", "ff": "FF"}
 
 
 @dataclass
@@ -75,7 +78,9 @@ def pair_reports(paths: list[str | Path], manifests: list[str | Path] | None = N
                  ) -> list[Pair]:
     """Each report path (file or directory) with its manifest: the given one when exactly
     one --manifest is passed, else the manifest.json of the lowered directory it lies in,
-    else a given manifest whose top function and part match the report's."""
+    else a given manifest the report matches. A report matches a manifest when its top
+    function, its part and its target clock are the lowered program's; a report paired
+    with a manifest it does not match is an InputError saying which differs."""
     from dlmsim.hls_report import parse_report
     from dlmsim.lower.manifest import find_manifest, read_manifest
 
@@ -83,24 +88,43 @@ def pair_reports(paths: list[str | Path], manifests: list[str | Path] | None = N
     out = []
     for p in paths:
         rep = parse_report(p)
-        mpath = None
         if len(given) == 1:
-            mpath, man = given[0]
+            candidates = given
         else:
             found = find_manifest(p)
-            if found is not None:
-                mpath, man = str(found), read_manifest(found)
-            else:
-                for gp, gm in given:
-                    if gm["program"]["top"] == rep.top and (
-                            not rep.part or rep.part.startswith(gm["hls"]["part"][:6])):
-                        mpath, man = gp, gm
-                        break
-        if mpath is None:
+            candidates = [(str(found), read_manifest(found))] if found is not None else [
+                (gp, gm) for gp, gm in given if mismatch(rep, gm) is None]
+        if not candidates:
             raise InputError(f"{p}: no manifest matches this report (top '{rep.top}'); pass "
                              "the lowered directory's manifest.json with --manifest")
+        mpath, man = candidates[0]
+        why = mismatch(rep, man)
+        if why:
+            raise InputError(f"{p} is not a report of the program of {mpath}: {why}")
         out.append(Pair(str(p), mpath, man, rep))
     return out
+
+
+def _die(part: str) -> str:
+    """'xczu9eg-ffvb1156-2-e' -> 'xczu9eg', 'xc7z020clg400-1' -> 'xc7z020clg400'."""
+    return re.match(r"[a-z0-9]*", part.strip().lower()).group()
+
+
+def mismatch(report, manifest: dict) -> str | None:
+    """Why `report` did not come from the program `manifest` describes (None: it may have):
+    another top function, another part, or another target clock (more than 1% apart)."""
+    top = manifest["program"]["top"]
+    if report.top != top:
+        return f"its top function is '{report.top}', the program's is '{top}'"
+    part = manifest["hls"]["part"]
+    a, b = _die(report.part or ""), _die(part)
+    if a and b and not (a.startswith(b) or b.startswith(a)):
+        return f"it was synthesised for {report.part}, the program for {part}"
+    want = manifest["hls"].get("clock_mhz") or manifest["prediction"]["clock_mhz"]
+    got = report.target_mhz
+    if got and abs(got / want - 1) > 0.01:
+        return f"it targets {got:.4g} MHz, the program {want:.4g} MHz"
+    return None
 
 
 def _clamp(name: str, x: float, warnings: list[str]) -> float:
@@ -166,7 +190,7 @@ def error_table(pairs: list[Pair], f: Fit):
             raw = pred.get(k)
             cal = f.clock_mhz if k == "clock_mhz" and f.clock_mhz else (
                 raw * f.factors.get(k, 1.0) if raw is not None else None)
-            rows.append({"report": Path(p.report_path).name, "quantity": k,
+            rows.append({"report": Path(p.report_path).name, "quantity": k, "unit": UNITS[k],
                          "reported": rep[k], "predicted": raw,
                          "error_pct": _err_pct(raw, rep[k]), "calibrated": cal,
                          "calibrated_error_pct": _err_pct(cal, rep[k])})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -26,11 +27,14 @@ from dlmsim.hls_report import HlsReport
 from dlmsim.lower.manifest import write_manifest
 
 FIX = Path(__file__).parent / "fixtures" / "hls"
+# The program hls4ml_vivadohls2020.1_xc7z020_myproject_csynth.xml was built from.
+HLS4ML = {"top": "myproject", "part": "xc7z020clg400-1", "clock": 200.0}
 
 
-def _manifest(cycles=1000.0, clock=250.0, design="abc", top="ddit_block"):
+def _manifest(cycles=1000.0, clock=250.0, design="abc", top="ddit_block",
+              part="xczu9eg-ffvb1156-2-e"):
     return {"manifest_version": 1, "arch": {"name": "x", "design_hash": design, "source": ""},
-            "workload": {}, "program": {"top": top}, "hls": {"part": "xczu9eg-ffvb1156-2-e"},
+            "workload": {}, "program": {"top": top}, "hls": {"part": part},
             "numerics": {}, "prediction": {"cycles": cycles, "clock_mhz": clock, "resources": {
                 "dsp": 100.0, "bram36": 50.0, "uram": 0.0, "lut": 1000.0, "ff": 2000.0}}}
 
@@ -110,7 +114,7 @@ def test_write_calibration_keeps_the_rest_and_replaces(tmp_path):
 def test_reports_pair_with_manifests(tmp_path):
     d = tmp_path / "lowered"
     (d / "hls_project" / "syn").mkdir(parents=True)
-    m = _manifest(top="myproject")
+    m = _manifest(**HLS4ML)
     write_manifest(d / "manifest.json", m)
     rep = d / "hls_project" / "syn" / "csynth.xml"
     shutil.copy(FIX / "hls4ml_vivadohls2020.1_xc7z020_myproject_csynth.xml", rep)
@@ -129,7 +133,7 @@ def test_cli_calibrate(tmp_path):
     d.mkdir()
     arch = tmp_path / "arch.yaml"
     shutil.copy(bundled_dir("arch") / "int8-zcu102.yaml", arch)
-    m = _manifest(top="myproject")
+    m = _manifest(**HLS4ML)
     m["arch"]["source"] = str(arch)
     write_manifest(d / "manifest.json", m)
     shutil.copy(FIX / "hls4ml_vivadohls2020.1_xc7z020_myproject_csynth.xml", d / "csynth.xml")
@@ -142,3 +146,54 @@ def test_cli_calibrate(tmp_path):
     r = CliRunner().invoke(app, ["calibrate", str(FIX / "synthetic_vitis2022.1_xcu250_gemm_"
                                                      "csynth.xml")])
     assert r.exit_code == 1
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"top": "ddit_block"}, "its top function is 'myproject', the program's is 'ddit_block'"),
+    ({"part": "xczu9eg-ffvb1156-2-e"},
+     "it was synthesised for xc7z020-clg400-1, the program for xczu9eg-ffvb1156-2-e"),
+    ({"clock": 250.0}, "it targets 200 MHz, the program 250 MHz"),
+])
+def test_a_report_of_another_program_is_refused(tmp_path, change, message):
+    """The one --manifest given, or the one beside the report: top, part, clock must agree."""
+    rep = FIX / "hls4ml_vivadohls2020.1_xc7z020_myproject_csynth.xml"
+    write_manifest(tmp_path / "manifest.json", _manifest(**{**HLS4ML, **change}))
+    with pytest.raises(InputError, match=f"is not a report of the program of .*: {message}"):
+        pair_reports([rep], [tmp_path / "manifest.json"])
+    (tmp_path / "d").mkdir()
+    shutil.copy(rep, tmp_path / "d" / "csynth.xml")
+    shutil.copy(tmp_path / "manifest.json", tmp_path / "d" / "manifest.json")
+    with pytest.raises(InputError, match=message):
+        pair_reports([tmp_path / "d" / "csynth.xml"])
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda m: m.update(prediction={}), "prediction.cycles: required key is missing"),
+    (lambda m: m.update(program={}), "program.top: required key is missing"),
+    (lambda m: m["prediction"].update(clock_mhz=0), ("prediction.clock_mhz: Input should be "
+                                                    "greater than 0")),
+    (lambda m: m["prediction"]["resources"].update(dsp=True),
+     "prediction.resources.dsp: Input should be a valid number"),
+    (lambda m: m.update(arch=[]), "arch: Input should be a valid dictionary"),
+])
+def test_manifest_sections_are_checked(tmp_path, edit, message):
+    """Empty or mistyped sections were a KeyError/TypeError in calibrate; now one line."""
+    from dlmsim.lower.manifest import read_manifest
+
+    m = _manifest()
+    edit(m)
+    write_manifest(tmp_path / "manifest.json", m)
+    with pytest.raises(InputError, match=f"manifest.json: {message}"):
+        read_manifest(tmp_path)
+
+
+def test_cli_table_has_units(tmp_path):
+    d = tmp_path / "lowered"
+    d.mkdir()
+    write_manifest(d / "manifest.json", _manifest(**HLS4ML))
+    shutil.copy(FIX / "hls4ml_vivadohls2020.1_xc7z020_myproject_csynth.xml", d / "csynth.xml")
+    r = CliRunner().invoke(app, ["calibrate", str(d / "csynth.xml"), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert " cycles" in r.output and " MHz" in r.output and " %" in r.output
+    assert not re.search(r"\d\.\d{6,}", r.output)  # no raw 17-digit floats
+    assert "factors (not written): cycles x" in r.output
