@@ -18,9 +18,11 @@ the public model code described in shared/reference/workloads.md:
 from __future__ import annotations
 
 import math
+import os
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -31,6 +33,50 @@ LLADA_MASK_ID = 126336  # LLaDA's [MASK] token id (its generate.py)
 SAMPLER_FNS = {"exp_scale", "gumbel_argmax", "argmax", "rowmax", "dist_argmin", "topk",
                "masked_update", "posterior_update"}
 LAYOUT_FNS = {"split_heads", "merge_heads"}
+
+
+# ---- memory ----------------------------------------------------------------------------
+def execution_bytes(trace: Trace, ops: Iterable[Op], runs_kept: int = 1,
+                    weight_copies: int = 1) -> float:
+    """Bytes an execution of `ops` holds at its peak, estimated before it starts: every
+    tensor the ops make (float32) for each of `runs_kept` runs whose tensors are kept, the
+    weights `weight_copies` times, and four temporaries the size of the largest tensor
+    (a softmax or an accumulator). An estimate for refusing sizes no machine can run, not
+    an account (numpy's own temporaries are not counted)."""
+    made = [t.numel for op in ops for t in op.outputs] + [t.numel for t in trace.inputs]
+    return 4.0 * (runs_kept * sum(made) + weight_copies * trace.params + 4 * max(made))
+
+
+def available_memory_bytes() -> float:
+    """Memory the kernel says a new allocation can get (MemAvailable), else physical."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return math.inf
+
+
+def check_memory(need_bytes: float, what: str, smaller: str) -> None:
+    """Refuse up front, with the figure, a run that needs more memory than is available
+    (instead of a MemoryError, or a machine swapping, part-way through)."""
+    have = available_memory_bytes()
+    if need_bytes > have:
+        raise InputError(f"{what} needs about {_binary(need_bytes)} of memory, "
+                         f"{_binary(have)} is available; {smaller}")
+
+
+def _binary(n: float) -> str:
+    """Bytes with a binary prefix: 612_000_000_000 -> '570.0 GiB'."""
+    for unit in ("TiB", "GiB", "MiB", "KiB"):
+        scale = 2.0 ** (10 * ("KMGT".index(unit[0]) + 1))
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n:.0f} B"
 
 
 # ---- model family ----------------------------------------------------------------------

@@ -162,6 +162,32 @@ def test_evaluate_rejects_bad_input():
         evaluate("mdlm-tiny", 2, 8, **TINY)
     with pytest.raises(InputError, match="unknown size 'width'"):
         evaluate("mdlm-tiny", 8, 8, width=3)
+    with pytest.raises(InputError, match=r"vocab 1: a masked diffusion model needs at least "
+                       r"one token besides \[MASK\]"):
+        evaluate("mdlm-tiny", 8, 8, **{**TINY, "vocab": 1})
+    with pytest.raises(InputError, match="reduced size of mdlm-tiny: model.vocab: Input should "
+                       "be greater than 0"):
+        evaluate("mdlm-tiny", 8, 8, **{**TINY, "vocab": 0})
+
+
+def test_sizes_no_machine_holds_are_refused_up_front(monkeypatch):
+    """Memory is estimated before any array exists: (3 levels + calibration + quantized
+    run) x every tensor in fp32, + 3 copies of the weights, + 4 x the largest tensor; the
+    refusal gives the figure (here against a machine with 1 kB available)."""
+    import dlmsim.functional as F
+    from dlmsim.quant.evaluate import reduced_config, scope_ops
+    from dlmsim.workloads import build_trace
+
+    cfg, _ = reduced_config("mdlm-tiny", **TINY)
+    t = build_trace(cfg)
+    made = [x.numel for op in t.ops for x in op.outputs] + [x.numel for x in t.inputs]
+    need = 4.0 * (5 * sum(made) + 3 * t.params + 4 * max(made))
+    assert F.execution_bytes(t, scope_ops(t, "forward"), 5, 3) == need
+    monkeypatch.setattr(F, "available_memory_bytes", lambda: 1000.0)
+    with pytest.raises(InputError, match=rf"evaluating mdlm-tiny \(batch \d+, seq_len \d+, 1 "
+                       rf"block\) needs about {need / 2**10:.1f} KiB of memory, 1000 B is "
+                       r"available; choose smaller --batch"):
+        evaluate("mdlm-tiny", 8, 8, seed=123, **TINY)
 
 
 # ---- checkpoints -----------------------------------------------------------------------------

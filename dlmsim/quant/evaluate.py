@@ -15,9 +15,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
+from dlmsim.config import validation_message
 from dlmsim.errors import InputError
-from dlmsim.functional import execute, family_of, mask_id, rng_for, sqrt_schedule
+from dlmsim.functional import (
+    check_memory,
+    execute,
+    execution_bytes,
+    family_of,
+    mask_id,
+    rng_for,
+    sqrt_schedule,
+)
 from dlmsim.quant.metrics import cosine, kl_divergence, sqnr_db, top1_agreement
 from dlmsim.quant.quantize import (
     A_BITS,
@@ -86,9 +96,11 @@ def reduced_config(workload: str, scope: str = "forward", checkpoint: bool = Fal
     data["run"].update(run_up)
     try:
         cfg = type(base).model_validate(data)
-    except ValueError as e:
-        raise InputError(f"reduced size of {base.name} is invalid: "
-                         f"{str(e).splitlines()[-1].strip()}") from None
+    except ValidationError as e:
+        raise InputError(validation_message(e, f"reduced size of {base.name}")) from None
+    if fam in ("mdlm", "llada") and cfg.model.vocab < 2:
+        raise InputError(f"vocab {cfg.model.vocab}: a masked diffusion model needs at least "
+                         "one token besides [MASK] (vocab >= 2)")
     return cfg, (", ".join(note) or "none")
 
 
@@ -207,13 +219,20 @@ def reference(workload: str, seed: int = 0, checkpoint: str | None = None,
         return _REFS[key]
     cfg, note = reduced_config(workload, scope, checkpoint is not None, **sizes)
     trace = build_trace(cfg)
+    ops = scope_ops(trace, scope)
+    # Kept: an evaluation run per level, a calibration run and the quantized run; weights
+    # in fp32, fake-quantized and as integer codes.
+    check_memory(execution_bytes(trace, ops, len(levels) + 2, 3),
+                 f"evaluating {trace.model} (batch {trace.run_param('batch')}, seq_len "
+                 f"{trace.run_param('seq_len')}, {trace.n_blocks} block"
+                 f"{'s' if trace.n_blocks != 1 else ''})",
+                 "choose smaller --batch, --seq-len, --vocab or --depth")
     if checkpoint:
         weights = load_checkpoint(checkpoint, trace)
         kind = f"checkpoint {Path(checkpoint).name}"
     else:
         weights = synthetic_weights(trace, seed)
         kind = f"synthetic (seed {seed})"
-    ops = scope_ops(trace, scope)
     calib, nonneg, inputs, envs, rows = [], [], [], [], []
     for lv in levels:
         ins = sample_inputs(trace, weights, lv, seed, "calibrate")
