@@ -229,6 +229,10 @@ SFU_PASSES_DEFAULT: dict[str, float] = {
     "dist_argmin": 1, "topk": 1, "masked_update": 1, "posterior_update": 1,
     # Head split/merge are address patterns the DMA and buffer banks absorb: no SFU pass.
     "split_heads": 0, "merge_heads": 0,
+    # GroupNorm: statistics, then normalise (as layernorm); upsample writes its output once.
+    "groupnorm": 2, "geglu": 1, "mul": 1, "cfg_combine": 1, "ddim_step": 1, "upsample": 1,
+    # Pure data movement (transposes, views, joins): address patterns.
+    "transpose": 0, "reshape": 0, "concat": 0,
 }
 
 

@@ -19,8 +19,9 @@ Simplifications:
 - Chunk granularity: an op's work, bytes and cycles are spread evenly over its chunks; the
   pipeline fill/drain of an op is resolved to one chunk (error shrinks with max_chunks).
 - Dependencies through an op's first (streamed) input map chunk to chunk proportionally
-  (row blocks flow in order); through any other input, or from a WS GEMM, a multi-panel GEMM
-  or a layout op, the consumer waits for the whole producer.
+  when the consumer can start on what the producer completes first (rows, or channel groups
+  for GroupNorm after a WS GEMM: `OpPlan.hands_off_to`); through any other input, or from a
+  producer whose order does not suit the consumer, the consumer waits for the whole producer.
 - Each DMA transfer pays the memory's first-byte latency once; reads and writes share the
   channel's achieved bandwidth, one transfer at a time, write-backs first.
 """
@@ -75,7 +76,7 @@ def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: 
             i = producer.get(t.name)
             if i is None:
                 continue
-            proportional = (pos == 0 and not plans[i].full_dependency
+            proportional = (pos == 0 and plans[i].hands_off_to(p.op)
                             and plans[i].op.outputs[0].shape == t.shape)
             target = deps_chip if t.name in p.on_chip_inputs else deps_dram
             target[j].append((i, proportional))
@@ -284,6 +285,7 @@ def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False):
                  for rows, per_run in phases.values() for r in rows], mapper.bw)
 
     run_params = dict(trace.run)
+    # Tokens generated per run (images for an image model: no sequence length).
     tokens = run_params.get("batch", 1) * run_params.get("gen_len",
                                                          run_params.get("seq_len", 1))
     cal = arch.calibration

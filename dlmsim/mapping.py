@@ -46,6 +46,13 @@ Modelling decisions, stated once:
   path, so its 8-bit attention products need two passes of 4-bit halves.
 - SFU ops cost passes x elements / (lanes x elements per lane) cycles plus the pipeline depth
   once per op; head split/merge cost no SFU pass by default (address patterns).
+- Output order (SDA's dataflow argument, see `output_order`): OS completes whole output
+  rows first, WS runs its folds N-outer and completes whole output columns (channels) first.
+  A consumer that reduces rows (softmax, layernorm; a GEMM streaming its A operand) can
+  start on an OS producer's rows; GroupNorm, which reduces (H, W, C/groups) per sample, can
+  start on a WS producer's channel groups; element-wise ops take either order and pass it
+  on. Otherwise the consumer waits for the whole producer. A GroupNorm channel group is
+  assumed to fit the tile share for its two passes (SD v1.5 at 512x512: 40 KiB at 8 bits).
 """
 
 from __future__ import annotations
@@ -56,7 +63,7 @@ from dataclasses import dataclass
 from dlmsim.arch import Accelerator, bytes_of, stored_bytes
 from dlmsim.cost.systolic import gemm_cycles
 from dlmsim.workloads.ir import Op
-from dlmsim.workloads.vocab import LAYOUT_FNS
+from dlmsim.workloads.vocab import ELEMENTWISE_FNS, LAYOUT_FNS
 
 LOOP_ORDERS = ("weight_panel", "output_row", "output_block")
 CHIP_ROLES = ("activation", "cache", "index")  # tensors that may stay on chip between ops
@@ -87,9 +94,62 @@ class OpPlan:
     chunks: int  # row blocks the engine splits the op into
     loop_order: str  # a GEMM's buffer-level loop order (LOOP_ORDERS), "" for other ops
     roofline_cycles: float  # max(peak compute, compulsory bytes / bandwidth)
-    full_dependency: bool  # consumers must wait for the whole op (WS, layout ops)
+    full_dependency: bool  # rows complete only at the op's end (WS, multi-panel, layout)
     on_chip_inputs: tuple[str, ...]  # activation inputs that did not come from DRAM
     output_on_chip: bool
+    # What completes first: "rows", "channels" or "" (all at the end); by default what
+    # full_dependency says.
+    order: str | None = None
+
+    def __post_init__(self):
+        if self.order is None:
+            object.__setattr__(self, "order", "" if self.full_dependency else "rows")
+
+    def hands_off_to(self, consumer: Op) -> bool:
+        """May `consumer` start on this op's first chunks (streamed, first input)?"""
+        return streams(self.order, input_need(consumer))
+
+
+def input_need(op: Op) -> str:
+    """The part of its streamed input an op needs before it can start: "rows" (a GEMM's A
+    rows, a row reduction, a layout op), "channels" (GroupNorm's channel groups over all
+    pixels) or "any" (element-wise)."""
+    if op.kind == "sfu" and op.fn == "groupnorm":
+        return "channels"
+    if op.kind == "sfu" and op.fn in ELEMENTWISE_FNS:
+        return "any"
+    return "rows"
+
+
+def streams(order: str, need: str) -> bool:
+    return bool(order) and need in ("any", order)
+
+
+def gemm_order(dataflow: str, tiling: Tiling) -> str:
+    """What of a GEMM's output completes first. OS: rows, when the loop order completes them
+    block by block (`Tiling.in_order`), else "" (all at the last panel). WS: its folds run
+    N-outer (a column fold's K folds back to back), so output columns -- channels -- complete
+    in order over all rows, when the buffer-level order also covers every row per column
+    panel (weight panel, or one output-row block); else "" (all at the last row block)."""
+    if dataflow == "ws":
+        whole_columns = tiling.order == "weight_panel" or (
+            tiling.order == "output_row" and tiling.b_reads == 1)
+        return "channels" if whole_columns else ""
+    return "rows" if tiling.in_order else ""
+
+
+def output_order(op: Op, streamed_from: str | None) -> str:
+    """What of a non-GEMM op's output completes first: nothing before the end for a layout
+    op (a permutation); channel groups for GroupNorm; the order of the producer it streams
+    from (`streamed_from`) for an element-wise op; rows otherwise (a row reduction, or an op
+    that had its whole input)."""
+    if op.kind == "sfu" and op.fn in LAYOUT_FNS:
+        return ""
+    if op.kind == "sfu" and op.fn == "groupnorm":
+        return "channels"
+    if streamed_from and input_need(op) == "any":
+        return streamed_from
+    return "rows"
 
 
 @dataclass(frozen=True)
@@ -100,6 +160,7 @@ class GemmContext:
     dataflow: str
     cycles: float
     consumer_sfu_cycles: float | None
+    consumer_need: str = "rows"  # input_need of that consumer
 
 
 @dataclass(frozen=True)
@@ -185,7 +246,7 @@ class Mapper:
             est = max(ctx.cycles, traffic / self.bw)
             if ctx.consumer_sfu_cycles is not None:
                 sfu = ctx.consumer_sfu_cycles
-                overlap = t.in_order and ctx.dataflow != "ws"
+                overlap = streams(gemm_order(ctx.dataflow, t), ctx.consumer_need)
                 est = max(est, sfu) if overlap else est + sfu
             return (est, traffic, LOOP_ORDERS.index(t.order))
 
@@ -211,8 +272,9 @@ class Mapper:
         """(dataflow, array cycles incl. switch cost) under the arch's policy.
 
         `auto` takes the cheaper of OS and WS per op. When the next op is an SFU op streaming
-        this output, the pair is compared: under OS the SFU works on rows as they come, about
-        max(GEMM, SFU) cycles; under WS it waits for the whole GEMM, GEMM + SFU cycles.
+        this output, the pair is compared: if the SFU can start on what the dataflow
+        completes first (rows under OS, channels under WS; see `gemm_order`), about
+        max(GEMM, SFU) cycles, else it waits for the whole GEMM, GEMM + SFU cycles.
         """
         policy = self.arch.array.policy
         options = self.arch.array.dataflows if policy == "auto" else [policy]
@@ -224,7 +286,8 @@ class Mapper:
             pair = cyc
             if consumer is not None:
                 sfu = self.sfu_cycles(consumer)
-                pair = cyc + sfu if df == "ws" else max(cyc, sfu)
+                order = "channels" if df == "ws" else "rows"
+                pair = max(cyc, sfu) if streams(order, input_need(consumer)) else cyc + sfu
             if best is None or pair < best[2]:
                 best = (df, cyc, pair)
         return best[:2]
@@ -273,7 +336,8 @@ class Mapper:
                 if live + size > self.resident:
                     # Not resident: a hand-off to the next op, if the two stream rows.
                     if consumers != [(j + 1, 0)] or t.name != op.outputs[0].name or \
-                            not self._streams_rows(op, ctx[j], tilings.get(j)):
+                            not self._streams_rows(op, ctx[j], tilings.get(j)) or \
+                            input_need(ops[j + 1]) == "channels":  # it would wait for all
                         continue
                     nxt, tl, rows_in = ops[j + 1], None, 1
                     if nxt.kind == "gemm":
@@ -313,22 +377,27 @@ class Mapper:
             streams = (nxt is not None and nxt.kind == "sfu" and nxt.inputs
                        and nxt.inputs[0].name == op.outputs[0].name)
             prev, cycles = self.choose_dataflow(op, prev, nxt if streams else None)
-            ctx.append(GemmContext(prev, cycles, self.sfu_cycles(nxt) if streams else None))
+            ctx.append(GemmContext(prev, cycles, self.sfu_cycles(nxt) if streams else None,
+                                   input_need(nxt) if streams else "rows"))
         held, tilings = self.plan_residency(ops, ctx)
         keys = {(h.producer, h.name) for h in held}
         latest: dict[str, int] = {}
-        plans = []
+        plans: list[OpPlan] = []
         for j, op in enumerate(ops):
             on_chip = tuple(t.name for t in op.inputs if t.role in CHIP_ROLES
                             and (latest.get(t.name), t.name) in keys)
             kept = {t.name for t in op.outputs if (j, t.name) in keys}
+            src = latest.get(op.inputs[0].name) if op.inputs else None
+            streamed = (plans[src].order if src is not None and plans[src].hands_off_to(op)
+                        else None)
             for t in op.outputs:
                 latest[t.name] = j
-            plans.append(self._plan_op(op, on_chip, kept, ctx[j], tilings.get(j)))
+            plans.append(self._plan_op(op, on_chip, kept, ctx[j], tilings.get(j), streamed))
         return plans, held
 
     def _plan_op(self, op: Op, on_chip: tuple[str, ...], kept: set[str],
-                 ctx: GemmContext | None, tiling: Tiling | None) -> OpPlan:
+                 ctx: GemmContext | None, tiling: Tiling | None,
+                 streamed_from: str | None = None) -> OpPlan:
         reads = 0.0
         writes = sum(self.tensor_bytes(t) for t in op.outputs if t.name not in kept)
         order = ""
@@ -348,9 +417,7 @@ class Mapper:
             # buffer only ever removes traffic, never coarsens the pipeline).
             rows = b * math.ceil(m / self.r) * math.ceil(n / self.c)
             compute_roof = op.macs * operand_passes(op, self.arch) / self.peak_macs
-            # Rows complete only at the op's end for WS, and when the weights come in several
-            # panels (the last panel finishes every row).
-            full = dataflow == "ws" or not tiling.in_order
+            out_order = gemm_order(dataflow, tiling)
         else:
             dataflow = ""
             for pos, t in enumerate(op.inputs):
@@ -368,12 +435,13 @@ class Mapper:
                 unit = "sfu"
                 cycles = self.sfu_cycles(op)
                 compute_roof = cycles - (self.arch.sfu.pipeline_depth_cycles if cycles else 0)
-            full = op.kind == "sfu" and op.fn in LAYOUT_FNS  # permute whole tensors
+            out_order = output_order(op, streamed_from)
         memory_roof = (reads + writes) / self.bw
         return OpPlan(
             op=op, unit=unit, dataflow=dataflow, compute_cycles=float(cycles),
             dram_read_bytes=reads, dram_write_bytes=writes,
             chunks=max(1, min(self.max_chunks, rows)), loop_order=order,
-            roofline_cycles=max(compute_roof, memory_roof), full_dependency=full,
-            on_chip_inputs=on_chip, output_on_chip=bool(kept),
+            roofline_cycles=max(compute_roof, memory_roof),
+            full_dependency=out_order != "rows", on_chip_inputs=on_chip,
+            output_on_chip=bool(kept), order=out_order,
         )

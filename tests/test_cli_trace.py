@@ -18,7 +18,7 @@ from dlmsim.workloads import load_workload
 
 SMALL = ["--batch", "1", "--seq-len", "8"]
 KNOWN = ("diffusion-lm-e2e, diffusion-lm-roc, llada-8b, mdlm-medium, mdlm-small, mdlm-tiny, "
-         "sedd-small")
+         "sd15-unet, sedd-small")
 
 CHAIN_BROKEN = """\
 version: 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import pytest
@@ -78,6 +79,23 @@ def test_full_dependency_waits_for_whole_producer():
                       record=True)
     sfu = [e for e in _log(run) if e[1] == "sfu"]
     assert sfu[0][0] == 300
+
+
+def test_groupnorm_starts_on_the_channels_a_ws_gemm_finishes_first():
+    """The same two ops, GEMM -> GroupNorm (which needs whole channel groups): a WS producer
+    (order "channels") lets GroupNorm's chunk 0 run at 200, as soon as the array's chunk 0
+    (the first half of the channels, every pixel) is done, and chunk 1 at 300 after the
+    array's chunk 1; an OS producer (order "rows") makes chunk 0 wait for the whole GEMM,
+    until 300 (chunk 1 follows at 350)."""
+    c, g = Tensor("c", (1, 8, 2, 2)), Tensor("g", (1, 8, 2, 2))
+    conv = Op("conv", "gemm", "conv2d", (Tensor("x", (1, 8, 2, 2)),
+                                          Tensor("wc", (8, 8, 1, 1), role="weight")), (c,))
+    gn = Op("gn", "sfu", "groupnorm", (c,), (g,), attrs=(("groups", 4),))
+    for order, starts in (("channels", [200, 300]), ("rows", [300, 350])):
+        plans = [dataclasses.replace(_plan(conv, "array", 200, 200, 0, full=True), order=order),
+                 _plan(gn, "sfu", 100, 0, 0, on_chip=("c",))]
+        run = run_segment(plans, bw_bytes_per_cycle=1.0, latency_cycles=0, record=True)
+        assert [e[0] for e in _log(run) if e[1] == "sfu"] == starts
 
 
 def test_single_buffer_serialises_load_and_compute():
@@ -164,7 +182,10 @@ def test_every_preset_simulates_every_bundled_workload():
         arch = dlmsim.load_arch(arch_name)
         for wl in bundled_names("workloads"):
             kw = {"batch": 1, "steps": 2}
-            kw["seq_len"] = 64 if wl.startswith("llada") else 16
+            if wl.startswith("sd15"):
+                kw["image_size"] = 64  # an 8x8 latent
+            else:
+                kw["seq_len"] = 64 if wl.startswith("llada") else 16
             if wl.startswith("llada"):
                 kw.update(gen_len=32, block_len=32)
             trace = dlmsim.load_workload(wl, **kw)

@@ -244,3 +244,50 @@ def test_ws_partial_sums_limited_by_buffer_port():
     psum = 64 * 512 * (math.ceil(256 / 4) - 1) * 2 * 4
     assert psum > folds
     assert m.array_cycles(LINEAR, "ws") == pytest.approx(psum)
+
+
+# ---- output order: SDA's OS-for-matmul, WS-for-conv argument ------------------------------
+
+X4 = Tensor("x", (1, 16, 16, 16))
+CONV = Op("conv", "gemm", "conv2d",
+          (X4, Tensor("wc", (32, 16, 3, 3), role="weight"), Tensor("bc", (32,), role="weight")),
+          (Tensor("c", (1, 32, 16, 16)),), attrs=(("padding", 1),))
+GN = Op("gn", "sfu", "groupnorm", (Tensor("c", (1, 32, 16, 16)),),
+        (Tensor("g", (1, 32, 16, 16)),), attrs=(("groups", 8),))
+SILU = Op("act", "sfu", "silu", (Tensor("g", (1, 32, 16, 16)),), (Tensor("s", (1, 32, 16, 16)),))
+SOFT = Op("sm", "sfu", "softmax", (Tensor("c", (1, 32, 16, 16)),), (Tensor("p", (1, 32, 16, 16)),))
+
+
+@pytest.mark.parametrize("policy, conv_order, gn_waits_whole", [("os", "rows", True),
+                                                                ("ws", "channels", False)])
+def test_output_order_and_groupnorm(policy, conv_order, gn_waits_whole):
+    """OS completes output rows (pixels, every channel) first, WS (folds N-outer) output
+    columns (channels, every pixel) first. GroupNorm needs whole channel groups: it can
+    start on a WS convolution's first channels but must wait for an OS convolution to end;
+    the SiLU after it streams in GroupNorm's (channel) order; a softmax (a row reduction)
+    after a WS convolution waits for all of it."""
+    m = Mapper(_arch(**{"array.policy": policy}))
+    conv, gn, act = m.plan([CONV, GN, SILU])
+    assert conv.dataflow == policy and conv.order == conv_order
+    assert conv.hands_off_to(GN) is not gn_waits_whole
+    assert gn.order == "channels" and act.order == "channels"
+    assert m.plan([CONV, SOFT])[0].hands_off_to(SOFT) is (policy == "os")
+    # The 8 KiB output fits a 32 KiB resident share; with 6.4 KiB it does not, and an OS
+    # output GroupNorm would wait for whole is not streamed on chip either.
+    assert gn.on_chip_inputs == ("c",)
+    small = Mapper(_arch(**{"array.policy": policy, "buffer.resident_fraction": 0.1}))
+    assert small.plan([CONV, GN, SILU])[1].on_chip_inputs == ()
+
+
+def test_auto_compares_the_pair_in_each_order():
+    """auto with a streaming consumer: max(GEMM, SFU) if the SFU can start on what the
+    dataflow completes first, else GEMM + SFU. For conv -> GroupNorm that is
+    OS: os + gn, WS: max(ws, gn); for conv -> softmax OS: max(os, sm), WS: ws + sm."""
+    m = Mapper(_arch(**{"array.policy": "auto", "array.switch_cycles": 0}))
+    os_, ws = m.array_cycles(CONV, "os"), m.array_cycles(CONV, "ws")
+    gn, sm = m.sfu_cycles(GN), m.sfu_cycles(SOFT)
+    want_gn = "ws" if max(ws, gn) < os_ + gn else "os"
+    want_sm = "ws" if ws + sm < max(os_, sm) else "os"
+    assert m.choose_dataflow(CONV, None, GN)[0] == want_gn
+    assert m.choose_dataflow(CONV, None, SOFT)[0] == want_sm
+    assert m.choose_dataflow(CONV, None)[0] == ("ws" if ws < os_ else "os")

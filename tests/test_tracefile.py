@@ -153,7 +153,8 @@ def test_hand_written_trace(tmp_path):
         ({(1, "kind"): "conv"}, "op 'act': unknown kind 'conv'"),
         ({(1, "fn"): "sparkle"}, "op 'act': unknown sfu fn 'sparkle'"),
         ({(1, "phase"): "sometimes"}, "op 'act': unknown phase 'sometimes'"),
-        ({(0, "fn"): "conv2d"}, "op 'ffn1': gemm fn must be 'linear' or 'matmul'"),
+        ({(0, "fn"): "conv3d"}, "op 'ffn1': gemm fn must be 'linear', 'matmul' or 'conv2d'"),
+        ({(0, "fn"): "conv2d"}, "op 'ffn1': conv2d takes x[B,Cin,H,W]"),
         # dims beyond an int32 index are refused, not simulated in lossy floats
         ({(0, "inputs"): [{"name": "x", "shape": [1, 16, 64]},
                           {"name": "w1", "shape": [64, 2**31], "role": "weight"}]},

@@ -13,6 +13,7 @@ argmax 1, rowmax 1, dist_argmin 3, topk 2, masked_update 1, posterior_update 4; 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,15 @@ import pytest
 import dlmsim
 from dlmsim.config import bundled_dir, bundled_names
 from dlmsim.errors import InputError
-from dlmsim.workloads import Trace, load_workload, load_workload_config
+from dlmsim.workloads import (
+    Op,
+    Schedule,
+    Tensor,
+    Trace,
+    TraceError,
+    load_workload,
+    load_workload_config,
+)
 from dlmsim.workloads.build import mdlm_forward_passes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,6 +41,7 @@ BUNDLED = [
     "mdlm-medium",
     "mdlm-small",
     "mdlm-tiny",
+    "sd15-unet",
     "sedd-small",
 ]
 
@@ -44,6 +54,7 @@ SMALL = {
     "diffusion-lm-e2e": {"batch": 2, "seq_len": 8},
     "diffusion-lm-roc": {"batch": 2, "seq_len": 8},
     "llada-8b": {"batch": 1, "seq_len": 32, "gen_len": 32, "block_len": 32, "steps": 32},
+    "sd15-unet": {"batch": 1, "image_size": 64, "steps": 2},
 }
 
 
@@ -107,9 +118,10 @@ def test_shapes_chain(name, size):
     assert {o.phase for o in t.ops} <= {"once", "forward", "step"}
 
 
-@pytest.mark.parametrize("name", BUNDLED)
+@pytest.mark.parametrize("name", [n for n in BUNDLED if n != "sd15-unet"])
 def test_blocks_are_identical(name):
-    """Repeated blocks have the same op signatures, so one block can be simulated once."""
+    """Repeated blocks have the same op signatures, so one block can be simulated once.
+    (The U-Net's stages differ in shape: it has no repeated block.)"""
     t = _small(name)
     sigs = {}
     for o in t.ops:
@@ -564,3 +576,90 @@ def test_ir_and_check_import_one_way():
     assert "dlmsim.workloads.ir" not in imports("check")
     assert not {m for m in imports("vocab") if m.startswith("dlmsim")}
     assert "dlmsim.workloads.check" in imports("ir")
+
+
+# ---- convolution and the U-Net's functions ------------------------------------------------
+
+
+def _conv(x, w, out, bias=None, **attrs):
+    ins = (Tensor("x", x), Tensor("w", w, role="weight")) + (
+        (Tensor("b", bias, role="weight"),) if bias else ())
+    return Op("c", "gemm", "conv2d", ins, (Tensor("y", out),), attrs=tuple(sorted(attrs.items())))
+
+
+def _one_op_trace(op, inputs=()):
+    return Trace("t", (op,), Schedule(1, 1.0), (), tuple(inputs) or (op.inputs[0],))
+
+
+def test_conv2d_is_an_implicit_gemm():
+    """conv 3x3, stride 2, padding 1 of x[2, 8, 9, 9] to 16 channels in 2 groups:
+    Ho = floor((9 + 2 - 2 - 1) / 2) + 1 = 5; per group M = 2*5*5 = 50 output pixels,
+    K = 8/2 * 3*3 = 36, N = 16/2 = 8: MACs 2 * 50*36*8 = 28,800; FLOPs 2 x MACs plus one
+    bias add per output element (2*16*5*5 = 800) = 58,400. The operands read are x and W
+    themselves (2*8*9*9 + 16*4*3*3 elements), not the 9x larger im2col matrix."""
+    op = _conv((2, 8, 9, 9), (16, 4, 3, 3), (2, 16, 5, 5), bias=(16,), stride=2, padding=1,
+               groups=2)
+    _one_op_trace(op)  # the shape rules accept it
+    assert op.gemm_dims == (2, 50, 36, 8)
+    assert op.macs == 28_800 and op.flops == 58_400
+    assert op.input_bytes == 2 * (2 * 8 * 9 * 9 + 16 * 4 * 3 * 3 + 16)
+    assert op.dims == "3x3/2 2x [50,36]x[36,8]"
+    # Pairs and dilation: 3x3 dilated by 2 needs padding 2 to keep 9x9.
+    _one_op_trace(_conv((1, 4, 9, 7), (4, 4, 3, 3), (1, 4, 9, 7), padding=(2, 2),
+                        dilation=2))
+
+
+@pytest.mark.parametrize("x, w, out, attrs, message", [
+    ((2, 8, 9, 9), (16, 8, 3, 3), (2, 16, 9, 9), {}, "the convolution gives [2,16,7,7]"),
+    ((2, 8, 9, 9), (16, 8, 3, 3), (2, 16, 9, 9), {"groups": 3}, "groups 3 must be"),
+    ((2, 8, 9, 9), (16, 3, 3, 3), (2, 16, 7, 7), {}, "expects 3 input channels, x has 8"),
+    ((2, 8, 9), (16, 8, 3, 3), (2, 16, 7, 7), {}, "conv2d takes x[B,Cin,H,W]"),
+    ((2, 8, 2, 2), (16, 8, 3, 3), (2, 16, 1, 1), {}, "does not fit an input of 2"),
+    ((2, 8, 9, 9), (16, 8, 3, 3), (2, 16, 9, 9), {"stride": 0}, "stride and dilation"),
+])
+def test_conv2d_shape_errors(x, w, out, attrs, message):
+    with pytest.raises(TraceError, match=re.escape(message)):
+        _one_op_trace(_conv(x, w, out, **attrs))
+
+
+def _sfu(fn, ins, out, **attrs):
+    tensors = tuple(Tensor(f"i{k}", s, role=r) for k, (s, r) in enumerate(ins))
+    return Op("f", "sfu", fn, tensors, (Tensor("o", out),), attrs=tuple(sorted(attrs.items())))
+
+
+@pytest.mark.parametrize("op, flops", [
+    (_sfu("groupnorm", [((2, 64, 4, 4), "activation")], (2, 64, 4, 4), groups=32), 8 * 2048),
+    (_sfu("geglu", [((2, 5, 16), "activation")], (2, 5, 8)), 4.5 * 160),
+    (_sfu("upsample", [((1, 3, 2, 2), "activation")], (1, 3, 4, 4), scale=2), 0),
+    (_sfu("concat", [((1, 3, 2, 2), "activation"), ((1, 5, 2, 2), "activation")],
+          (1, 8, 2, 2), axis=1), 0),
+    (_sfu("transpose", [((1, 3, 2, 2), "activation")], (1, 4, 3), perm=(0, 2, 3, 1)), 0),
+    (_sfu("cfg_combine", [((2, 4, 8, 8), "activation")], (1, 4, 8, 8)), 1.5 * 512),
+])
+def test_new_sfu_shapes_and_flops(op, flops):
+    """Per-element costs (ir.SFU_FNS): groupnorm 8, geglu 4.5 per input element (gelu on
+    half, a product per output), cfg_combine 1.5 per input element (3 per output); data
+    movement 0. The elements a concat streams are all its inputs'; an upsample's are its
+    output's."""
+    _one_op_trace(op, [t for t in op.inputs if t.role == "activation"])
+    assert op.flops == flops
+    if op.fn == "concat":
+        assert op.elements == 3 * 4 + 5 * 4
+    if op.fn == "upsample":
+        assert op.elements == op.outputs[0].numel
+
+
+@pytest.mark.parametrize("op, message", [
+    (_sfu("groupnorm", [((2, 60, 4, 4), "activation")], (2, 60, 4, 4), groups=32),
+     "groups dividing the 60 channels"),
+    (_sfu("groupnorm", [((2, 64, 16), "activation")], (2, 64, 16), groups=32), "NCHW"),
+    (_sfu("upsample", [((1, 3, 2, 2), "activation")], (1, 3, 4, 4), scale=3), "scale 3"),
+    (_sfu("concat", [((1, 3, 2, 2), "activation"), ((1, 5, 3, 2), "activation")],
+          (1, 8, 2, 2), axis=1), "joined along axis 1"),
+    (_sfu("transpose", [((1, 3, 2, 2), "activation")], (1, 4, 3), perm=(0, 1, 1, 2)),
+     "a permutation of 0..3"),
+    (_sfu("geglu", [((2, 5, 15), "activation")], (2, 5, 7)), "the last dim halves"),
+])
+def test_new_sfu_shape_errors(op, message):
+    with pytest.raises(TraceError, match=re.escape(message)):
+        _one_op_trace(op, [t for t in op.inputs if t.role == "activation"])

@@ -48,6 +48,9 @@ def lower(
     a = load_arch(arch)
     if seq_len is None:
         full = load_workload(workload).run_param("seq_len")
+        if full is None:
+            raise InputError(f"{workload}: dlmsim lower builds the sequence models' blocks "
+                             "(MDLM, SEDD, Diffusion-LM, LLaDA); this workload has none")
         seq_len = min(full, DEFAULT_MAX_SEQ_LEN)
         if seq_len < full:
             err.print(f"note: lowering at seq_len {seq_len} (the model runs {full}); "

@@ -69,6 +69,9 @@ def reduced_config(workload: str, scope: str = "forward", checkpoint: bool = Fal
     seq_len, ...). scope 'block' keeps one block and the given length."""
     base = load_workload_config(workload)
     fam = _family(base)
+    if fam not in PROXY_SIZE:
+        raise InputError(f"{workload}: quantization accuracy covers the diffusion language "
+                         f"models ({', '.join(sorted(PROXY_SIZE))}), not family {base.family}")
     default = dict(PROXY_SIZE[fam])
     if scope == "block":
         default = {DEPTH_KEY[fam]: 1, "batch": 1, **({"vocab": 8192} if fam == "mdlm" else {})}

@@ -9,10 +9,11 @@ from pydantic import TypeAdapter, ValidationError
 
 from dlmsim.config import read_yaml, resolve, set_dotted, validation_message
 from dlmsim.errors import InputError
-from dlmsim.workloads.build import BUILDERS
+from dlmsim.workloads import build
 from dlmsim.workloads.ir import Op, Schedule, Tensor, Trace, TraceError
 from dlmsim.workloads.schema import WorkloadConfig
 from dlmsim.workloads.tracefile import trace_from_data, write_trace
+from dlmsim.workloads.unet import build_unet
 
 __all__ = [
     "Op",
@@ -27,6 +28,7 @@ __all__ = [
 ]
 
 _ADAPTER = TypeAdapter(WorkloadConfig)
+BUILDERS = {**build.BUILDERS, "sd_unet": build_unet}
 
 
 def load_workload_config(name_or_path: str | os.PathLike, **overrides: Any):

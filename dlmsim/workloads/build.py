@@ -66,9 +66,10 @@ class _Builder:
         return y
 
     def attention(self, p: str, q: Tensor, k: Tensor, v: Tensor, hidden: int) -> Tensor:
-        """Scores, softmax, P.V per (batch, head), then heads merged back to [B, L, D]."""
+        """Scores, softmax, P.V per (batch, head), then heads merged back to [B, L, D]
+        (k, v may hold another sequence than q: cross attention)."""
         b, h, seq, dh = q.shape
-        s = self.act(f"{p}.scores", b, h, seq, seq)
+        s = self.act(f"{p}.scores", b, h, seq, k.shape[2])
         self.add(f"{p}.scores", "gemm", "matmul", [q, k], [s], transpose_b=True,
                  scale=1.0 / math.sqrt(dh))
         prob = self.sfu(f"{p}.softmax", "softmax", [s])

@@ -14,6 +14,7 @@ from dlmsim.workloads.vocab import (
     DTYPE_BYTES,
     KINDS,
     LAYOUT_FNS,
+    MOVE_FNS,
     PHASES,
     REDUCING_FNS,
     ROLES,
@@ -31,6 +32,14 @@ MAX_DIM = 2**31 - 1
 MAX_NUMEL = 2**53
 
 
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int_or_pair(v) -> bool:
+    return _int(v) or (isinstance(v, tuple | list) and len(v) == 2 and all(map(_int, v)))
+
+
 def _number(v) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -45,7 +54,18 @@ ATTRS = {
     "approx": ("'tanh' or 'erf'", lambda v: v in ("tanh", "erf")),
     **{k: ("a non-negative integer", lambda v: isinstance(v, int) and not isinstance(v, bool)
            and v >= 0) for k in ("chunks", "gate", "shift", "k", "mask_index")},
+    **{k: ("an integer or an (h, w) pair of integers", lambda v: _int_or_pair(v))
+       for k in ("stride", "padding", "dilation")},
+    "groups": ("a positive integer", lambda v: _int(v) and v > 0),
+    "axis": ("an integer", lambda v: _int(v)),
+    "perm": ("a list of integers", lambda v: isinstance(v, tuple | list)
+             and all(_int(x) for x in v)),
 }
+
+
+def pair(v) -> tuple[int, int]:
+    """A conv attr given as an int or an (h, w) pair -> (h, w)."""
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 def _shape(s) -> str:
@@ -68,12 +88,48 @@ def _check_tensor(where: str, t) -> None:
                          f"(known: {', '.join(ROLES)})")
 
 
+def _conv_out(op, size: int, k: int, axis: int) -> int:
+    """Output size along one spatial axis: floor((size + 2p - d(k - 1) - 1) / s) + 1."""
+    s, p, d = (pair(op.attr(a, dflt))[axis] for a, dflt in
+               (("stride", 1), ("padding", 0), ("dilation", 1)))
+    if s < 1 or d < 1 or p < 0:
+        raise TraceError(f"op '{op.name}': stride and dilation must be >= 1, padding >= 0")
+    out = (size + 2 * p - d * (k - 1) - 1) // s + 1
+    if out < 1:
+        raise TraceError(f"op '{op.name}': a {k}-wide kernel does not fit an input of {size}")
+    return out
+
+
+def _check_conv(op) -> None:
+    x, w = op.inputs[0].shape, op.inputs[1].shape
+    if len(x) != 4 or len(w) != 4:
+        raise TraceError(f"op '{op.name}': conv2d takes x[B,Cin,H,W] and W[Cout,Cin/groups,kh,kw]"
+                         f", got {_shape(x)} and {_shape(w)}")
+    g = op.attr("groups", 1)
+    if x[1] % g or w[0] % g:
+        raise TraceError(f"op '{op.name}': groups {g} must divide the input channels {x[1]} "
+                         f"and the output channels {w[0]}")
+    if w[1] * g != x[1]:
+        raise TraceError(f"op '{op.name}': weight '{op.inputs[1].name}' {_shape(w)} expects "
+                         f"{w[1] * g} input channels, x has {x[1]}")
+    if len(op.inputs) == 3 and op.inputs[2].shape not in ((w[0],), (x[0], w[0])):
+        raise TraceError(f"op '{op.name}': bias '{op.inputs[2].name}' must be [{w[0]}] or "
+                         f"[{x[0]},{w[0]}], got {_shape(op.inputs[2].shape)}")
+    want = (x[0], w[0], _conv_out(op, x[2], w[2], 0), _conv_out(op, x[3], w[3], 1))
+    if op.outputs[0].shape != want:
+        raise TraceError(f"op '{op.name}': output '{op.outputs[0].name}' is "
+                         f"{_shape(op.outputs[0].shape)}, the convolution gives {_shape(want)}")
+
+
 def _check_gemm(op) -> None:
-    if op.fn not in ("linear", "matmul"):
-        raise TraceError(f"op '{op.name}': gemm fn must be 'linear' or 'matmul', not '{op.fn}'")
+    if op.fn not in ("linear", "matmul", "conv2d"):
+        raise TraceError(f"op '{op.name}': gemm fn must be 'linear', 'matmul' or 'conv2d', "
+                         f"not '{op.fn}'")
     if len(op.inputs) not in (2, 3) or len(op.outputs) != 1:
         raise TraceError(f"op '{op.name}': a gemm takes 2 or 3 inputs (A, B[, bias]) "
                          "and gives 1 output")
+    if op.fn == "conv2d":
+        return _check_conv(op)
     a, b = op.inputs[0].shape, op.inputs[1].shape
     tb = bool(op.attr("transpose_b"))
     if op.fn == "linear":
@@ -123,7 +179,9 @@ def _check_sfu(op) -> None:
     if op.inputs[0] is not data[0]:
         raise TraceError(f"op '{op.name}': the first input of an sfu op must be its data")
     first_in = data[0].numel
-    if op.fn in REDUCING_FNS:
+    if op.fn in _SHAPE_RULES:
+        _SHAPE_RULES[op.fn](op, data)
+    elif op.fn in REDUCING_FNS:
         x = data[0].shape
         out = op.outputs[0].shape
         if op.fn == "topk":
@@ -141,6 +199,82 @@ def _check_sfu(op) -> None:
     elif op.fn != "timestep_embedding" and op.outputs[0].numel != first_in:
         raise TraceError(f"op '{op.name}': element-wise {op.fn} gives "
                          f"{_shape(op.outputs[0].shape)} from an input of {first_in} elements")
+
+
+def _want(op, ok: bool, rule: str) -> None:
+    if not ok:
+        ins = ", ".join(_shape(t.shape) for t in op.inputs)
+        raise TraceError(f"op '{op.name}': {op.fn} of {ins} cannot give "
+                         f"{_shape(op.outputs[0].shape)} ({rule})")
+
+
+def _nchw(op, data) -> tuple[int, ...]:
+    x = data[0].shape
+    if len(x) != 4:
+        raise TraceError(f"op '{op.name}': {op.fn} takes an NCHW tensor, got {_shape(x)}")
+    return x
+
+
+def _groupnorm(op, data) -> None:
+    x = _nchw(op, data)
+    g = op.attr("groups")
+    if not isinstance(g, int) or g < 1 or x[1] % g:
+        raise TraceError(f"op '{op.name}': groupnorm needs attr groups dividing the "
+                         f"{x[1]} channels, got {g}")
+    _want(op, op.outputs[0].shape == x, "the output has the input's shape")
+
+
+def _upsample(op, data) -> None:
+    b, c, h, w = _nchw(op, data)
+    s = op.attr("scale", 2)
+    _want(op, isinstance(s, int) and s >= 1 and op.outputs[0].shape == (b, c, h * s, w * s),
+          f"nearest upsampling by an integer scale, attr scale {s}")
+
+
+def _geglu(op, data) -> None:
+    x = data[0].shape
+    _want(op, x[-1] % 2 == 0 and op.outputs[0].shape == x[:-1] + (x[-1] // 2,),
+          "the last dim halves")
+
+
+def _cfg(op, data) -> None:
+    x = data[0].shape
+    _want(op, x[0] % 2 == 0 and op.outputs[0].shape == (x[0] // 2,) + x[1:],
+          "the batch holds unconditional and conditional halves")
+
+
+def _concat(op, data) -> None:
+    shapes = [t.shape for t in data]
+    nd = len(shapes[0])
+    axis = op.attr("axis", -1)
+    if not -nd <= axis < nd or any(len(s) != nd for s in shapes):
+        raise TraceError(f"op '{op.name}': concat along axis {axis} of {len(shapes)} tensors "
+                         f"{', '.join(map(_shape, shapes))}")
+    axis %= nd
+    rest = {s[:axis] + s[axis + 1:] for s in shapes}
+    want = shapes[0][:axis] + (sum(s[axis] for s in shapes),) + shapes[0][axis + 1:]
+    _want(op, len(rest) == 1 and op.outputs[0].shape == want, f"joined along axis {axis}")
+
+
+def _transpose(op, data) -> None:
+    perm = op.attr("perm")
+    nd = len(data[0].shape)
+    if perm is None or sorted(perm) != list(range(nd)):
+        raise TraceError(f"op '{op.name}': transpose needs attr perm, a permutation of "
+                         f"0..{nd - 1}, got {perm}")
+    _want(op, op.outputs[0].numel == data[0].numel, "the element count is kept")
+
+
+def _same_count(op, data) -> None:
+    _want(op, op.outputs[0].numel == data[0].numel, "the element count is kept")
+
+
+# Per-function shape rules beyond the generic element-wise / reducing / layout ones.
+_SHAPE_RULES = {
+    "groupnorm": _groupnorm, "upsample": _upsample, "geglu": _geglu, "cfg_combine": _cfg,
+    "concat": _concat, "transpose": _transpose, "reshape": _same_count,
+}
+assert set(_SHAPE_RULES) >= MOVE_FNS
 
 
 def _check_attrs(op) -> None:

@@ -11,7 +11,15 @@ Shape conventions (the numeric executor and the simulator both rely on them):
 - `gemm` / fn `matmul`: inputs (A[b..., M, K], B[b..., K, N]) -> out[b..., M, N]; with attr
   `transpose_b`, B is [b..., N, K]. `batch` is the product of the b... dims. Attr `scale`
   multiplies the product (attention's 1/sqrt(dh), applied on the accumulator output).
+- `gemm` / fn `conv2d`: inputs (x[B, Cin, H, W], W[Cout, Cin/groups, kh, kw], optional
+  bias[Cout] or a per-sample bias[B, Cout]) -> out[B, Cout, Ho, Wo] (NCHW, PyTorch's and
+  ONNX's layout); attrs `stride`, `padding`, `dilation` (an int or a (h, w) pair) and
+  `groups`. It is costed as an implicit GEMM (im2col formed on the fly, never stored):
+  `groups` independent products of M = B*Ho*Wo output pixels, K = Cin/groups*kh*kw,
+  N = Cout/groups output channels; the operands read are the real tensors (x and W), not
+  the kh*kw times larger im2col matrix.
 - `sfu`: a non-linear or element-wise function (`vocab.SFU_FNS`); `gather`: rows of a table.
+  `groupnorm` and `upsample` take NCHW tensors; `groupnorm` has attr `groups`.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from dlmsim.workloads.check import TraceError, check_trace
+from dlmsim.workloads.check import TraceError, check_trace, pair
 from dlmsim.workloads.vocab import DTYPE_BYTES, SFU_FNS
 
 
@@ -68,6 +76,10 @@ class Op:
         if self.kind != "gemm":
             raise TraceError(f"op {self.name}: gemm_dims of a {self.kind} op")
         a, b = self.inputs[0].shape, self.inputs[1].shape
+        if self.fn == "conv2d":
+            out = self.outputs[0].shape
+            g = int(self.attr("groups", 1))
+            return g, out[0] * out[2] * out[3], b[1] * b[2] * b[3], b[0] // g
         k = a[-1]
         if self.fn == "linear":
             n = b[0] if self.attr("transpose_b") else b[-1]
@@ -112,10 +124,13 @@ class Op:
 
     @property
     def elements(self) -> int:
-        """Elements an SFU op streams through: its first (data) input (the output for a
-        timestep embedding, which expands each timestep into a sinusoid vector)."""
-        if self.fn == "timestep_embedding":
+        """Elements an SFU op streams through: its first (data) input; the output for ops
+        that expand their input (a timestep embedding, an upsample); every data input for a
+        concat."""
+        if self.fn in ("timestep_embedding", "upsample"):
             return self.outputs[0].numel
+        if self.fn == "concat":
+            return sum(t.numel for t in self.inputs)
         return self.inputs[0].numel if self.inputs else 0
 
     @property
@@ -148,7 +163,11 @@ class Op:
         """Compact shape text: 'b x [M,K]x[K,N]' for GEMMs, the data input's shape else."""
         if self.kind == "gemm":
             b, m, k, n = self.gemm_dims
-            return (f"{b}x " if b > 1 else "") + f"[{m},{k}]x[{k},{n}]"
+            dims = (f"{b}x " if b > 1 else "") + f"[{m},{k}]x[{k},{n}]"
+            if self.fn == "conv2d":
+                kh, kw = self.inputs[1].shape[2:]
+                dims = f"{kh}x{kw}/{pair(self.attr('stride', 1))[0]} " + dims
+            return dims
         if self.kind == "gather":
             idx, table = self.inputs[1].shape, self.inputs[0].shape
             return f"[{','.join(map(str, idx))}] rows of [{','.join(map(str, table))}]"

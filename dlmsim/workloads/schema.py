@@ -114,6 +114,49 @@ class LladaRun(Strict):
         return self
 
 
+class UNetModel(Strict):
+    """Latent-diffusion U-Net (Stable Diffusion v1.x; diffusers' UNet2DConditionModel)."""
+
+    in_channels: PositiveInt = 4
+    out_channels: PositiveInt = 4
+    block_channels: tuple[PositiveInt, ...] = (320, 640, 1280, 1280)
+    attention: tuple[bool, ...] = (True, True, True, False)  # spatial transformers per level
+    layers_per_block: PositiveInt = 2
+    heads: PositiveInt = 8
+    context_dim: PositiveInt = 768  # CLIP ViT-L/14 text features
+    context_len: PositiveInt = 77  # CLIP's token count
+    groups: PositiveInt = 32  # GroupNorm groups
+    ffn_mult: PositiveInt = 4  # GEGLU inner width = ffn_mult x channels
+    latent_factor: PositiveInt = 8  # VAE downsampling: latent side = image side / 8
+
+    @model_validator(mode="after")
+    def _levels(self):
+        if len(self.attention) != len(self.block_channels):
+            raise ValueError(f"attention has {len(self.attention)} levels, block_channels "
+                             f"{len(self.block_channels)}")
+        for c in self.block_channels:
+            if c % self.groups or c % self.heads:
+                raise ValueError(f"channels {c} are not divisible by groups {self.groups} "
+                                 f"and heads {self.heads}")
+        return self
+
+
+class UNetRun(Strict):
+    batch: PositiveInt = 1  # images
+    image_size: PositiveInt = 512  # pixels per side
+    steps: PositiveInt = 50  # denoising steps (DDIM-style: one U-Net pass each)
+    guidance: bool = True  # classifier-free guidance: the U-Net runs on 2 x batch
+    guidance_scale: float = Field(7.5, gt=0)  # scales, costs nothing extra
+    cache: bool = False  # no sampler cache; kept for the uniform interface
+    precision: Precision = "fp16"
+
+    @model_validator(mode="after")
+    def _no_cache(self):
+        if self.cache:
+            raise ValueError("the U-Net sampler has no cache; set cache: false")
+        return self
+
+
 class _Base(Strict):
     version: Version
     name: str
@@ -151,6 +194,22 @@ class LladaConfig(_Base):
         return self
 
 
+class UNetConfig(_Base):
+    family: Literal["sd_unet"]
+    model: UNetModel = UNetModel()
+    run: UNetRun = UNetRun()
+
+    @model_validator(mode="after")
+    def _fits(self):
+        side = self.run.image_size // self.model.latent_factor
+        down = 2 ** (len(self.model.block_channels) - 1)
+        if self.run.image_size % self.model.latent_factor or side % down:
+            raise ValueError(f"image_size {self.run.image_size} must be a multiple of "
+                             f"{self.model.latent_factor * down} (latent factor "
+                             f"{self.model.latent_factor} x {down} for the downsamplings)")
+        return self
+
+
 WorkloadConfig = Annotated[
-    MdlmConfig | DiffusionLmConfig | LladaConfig, Field(discriminator="family")
+    MdlmConfig | DiffusionLmConfig | LladaConfig | UNetConfig, Field(discriminator="family")
 ]

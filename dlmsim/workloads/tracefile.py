@@ -79,11 +79,20 @@ def _tensor(t: _TensorSpec) -> Tensor:
     return Tensor(t.name, tuple(t.shape), t.dtype, t.role)
 
 
+def _attr_value(v):
+    """Lists in a file (a stride pair, a permutation) are tuples in an Op (hashable)."""
+    return tuple(_attr_value(x) for x in v) if isinstance(v, list) else v
+
+
+def _file_value(v):
+    return [_file_value(x) for x in v] if isinstance(v, tuple) else v
+
+
 def trace_from_data(data: dict, source: str) -> Trace:
     spec = validate(TraceFile, data, source)
     ops = tuple(
         Op(o.name, o.kind, o.fn, tuple(map(_tensor, o.inputs)), tuple(map(_tensor, o.outputs)),
-           o.phase, o.block, tuple(sorted(o.attrs.items())))
+           o.phase, o.block, tuple(sorted((k, _attr_value(v)) for k, v in o.attrs.items())))
         for o in spec.ops
     )
     try:
@@ -106,7 +115,7 @@ def trace_to_data(trace: Trace) -> dict:
         d["inputs"] = [_tensor_data(t) for t in op.inputs]
         d["outputs"] = [_tensor_data(t) for t in op.outputs]
         if op.attrs:
-            d["attrs"] = dict(op.attrs)
+            d["attrs"] = {k: _file_value(v) for k, v in op.attrs}
         ops.append(d)
     return {
         "version": 1,

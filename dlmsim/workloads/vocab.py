@@ -49,10 +49,33 @@ SFU_FNS: dict[str, float] = {
     "topk": 2.0,
     "masked_update": 1.0,    # keep unmasked tokens, write new ones
     "posterior_update": 4.0, # Diffusion-LM: a*x0 + b*xt + sigma*noise
+    # Stable Diffusion's U-Net and its sampler.
+    "groupnorm": 8.0,        # as layernorm, statistics over (C/groups, H, W) per sample
+    "geglu": 4.5,            # per input element: half of [.., 2F] is gelu'd (8), then x * g (1)
+    "mul": 1.0,              # x * y (or x * a constant)
+    "cfg_combine": 1.5,      # per input element of [2B, ..]: u + s * (c - u) per output
+    "ddim_step": 6.0,        # x0 = (x - a*eps) * b, x_prev = c*x0 + d*eps
+    # Data movement: no arithmetic.
+    "concat": 0.0,           # join along attr `axis` (skip connections)
+    "transpose": 0.0,        # permute by attr `perm`; the output may be any view of the result
+    "reshape": 0.0,          # a view: same elements, new shape
+    "upsample": 0.0,         # nearest-neighbour, attr `scale` (each pixel repeated scale^2 times)
 }
 
-# Functions that only re-arrange their input's elements (rotary also splits the heads).
-LAYOUT_FNS = {"split_heads", "merge_heads", "rotary"}
+# Functions that permute their input's elements (rotary also splits the heads): an output
+# row needs the whole input.
+LAYOUT_FNS = {"split_heads", "merge_heads", "rotary", "transpose"}
+
+# Functions that move elements without arithmetic and keep rows in order.
+MOVE_FNS = {"concat", "reshape", "upsample"}
+
+# Functions computed element by element (a broadcast second operand allowed): they may work
+# on their input's elements in any order. (The others reduce a row, a channel group or a
+# whole tensor, or move data.)
+ELEMENTWISE_FNS = {
+    "modulate", "gelu", "silu", "tanh", "swiglu", "residual", "add", "mul", "exp_scale",
+    "masked_update", "posterior_update", "ddim_step",
+}
 
 # Functions that reduce the last dim (output shape differs from the input's).
 REDUCING_FNS = {"gumbel_argmax", "argmax", "rowmax", "dist_argmin", "topk"}
