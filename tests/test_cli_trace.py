@@ -168,7 +168,7 @@ def _bad_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
         ([frac], f"{frac}: model.blocks: Input should be a valid integer (got 2.5)"),
         ([heads], f"{heads}: model: Value error, heads 5 does not divide hidden 768"),
         ([family], (f"{family}: Input tag 'gpt' found using 'family' does not match any of the "
-                   "expected tags: 'mdlm', 'sedd', 'diffusion_lm', 'llada'")),
+                   "expected tags: 'mdlm', 'sedd', 'diffusion_lm', 'llada', 'sd_unet'")),
         (["mdlm-tiny", "--batch", "0"],
          "mdlm-tiny.yaml: run.batch: Input should be greater than 0"),
         (["mdlm-tiny", "--seq-len", "-8"],
