@@ -611,7 +611,7 @@ def test_conv2d_is_an_implicit_gemm():
 
 @pytest.mark.parametrize("x, w, out, attrs, message", [
     ((2, 8, 9, 9), (16, 8, 3, 3), (2, 16, 9, 9), {}, "the convolution gives [2,16,7,7]"),
-    ((2, 8, 9, 9), (16, 8, 3, 3), (2, 16, 9, 9), {"groups": 3}, "groups 3 must be"),
+    ((2, 8, 9, 9), (16, 8, 3, 3), (2, 16, 9, 9), {"groups": 3}, "groups 3 must divide"),
     ((2, 8, 9, 9), (16, 3, 3, 3), (2, 16, 7, 7), {}, "expects 3 input channels, x has 8"),
     ((2, 8, 9), (16, 8, 3, 3), (2, 16, 7, 7), {}, "conv2d takes x[B,Cin,H,W]"),
     ((2, 8, 2, 2), (16, 8, 3, 3), (2, 16, 1, 1), {}, "does not fit an input of 2"),

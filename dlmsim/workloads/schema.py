@@ -119,8 +119,8 @@ class UNetModel(Strict):
 
     in_channels: PositiveInt = 4
     out_channels: PositiveInt = 4
-    block_channels: tuple[PositiveInt, ...] = (320, 640, 1280, 1280)
-    attention: tuple[bool, ...] = (True, True, True, False)  # spatial transformers per level
+    block_channels: list[PositiveInt] = [320, 640, 1280, 1280]
+    attention: list[bool] = [True, True, True, False]  # spatial transformers per level
     layers_per_block: PositiveInt = 2
     heads: PositiveInt = 8
     context_dim: PositiveInt = 768  # CLIP ViT-L/14 text features
