@@ -45,8 +45,8 @@ def rows(arch_name: str, sets: dict, workload: str) -> list[str]:
         c[r.dataflow] += r.count / (per if r.phase == "forward" else 1)
         c["cycles"] += r.run_cycles
     total = auto.ops.run_cycles.sum()
-    out = [f"| {workload} | OS {seconds['os']:.4g} s, WS {seconds['ws']:.4g} s, "
-           f"auto {seconds['auto']:.4g} s | | | |"]
+    out = [(f"| {workload} | OS {seconds['os']:.4g} s, WS {seconds['ws']:.4g} s, "
+            f"auto {seconds['auto']:.4g} s | | | |")]
     for k in sorted(count):
         c = count[k]
         out.append(f"| | {k} | {c['os']:.0f} | {c['ws']:.0f} | {c['cycles'] / total:.1%} |")
@@ -55,7 +55,7 @@ def rows(arch_name: str, sets: dict, workload: str) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--arch", default="sda-w4a8-zcu102")
+    ap.add_argument("--arch", default="sda-zcu102")
     ap.add_argument("--set", action="append", default=[], help="arch override key=value")
     args = ap.parse_args()
     sets = parse_sets(args.set)

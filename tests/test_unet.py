@@ -203,7 +203,7 @@ def test_cli_trace_and_simulate():
     r = CliRunner().invoke(app, ["trace", "sd15-unet"])
     assert r.exit_code == 0, r.output
     assert "859.52 M" in r.output and "1.62 TFLOP" in r.output and "conv2d" in r.output
-    r = CliRunner().invoke(app, ["simulate", "-a", "sda-w4a8-zcu102", "-w", "sd15-unet",
+    r = CliRunner().invoke(app, ["simulate", "-a", "sda-zcu102", "-w", "sd15-unet",
                                  "--steps", "2", "--workload-set", "image_size=128"])
     assert r.exit_code == 0, r.output
     assert "images/s" in r.output
@@ -212,7 +212,7 @@ def test_cli_trace_and_simulate():
 def test_simulates_on_every_preset():
     """A 256x256 image (32x32 latents) at 2 steps runs on the SDA-like preset; no op beats
     its roofline."""
-    res = dlmsim.simulate(dlmsim.load_arch("sda-w4a8-zcu102"),
+    res = dlmsim.simulate(dlmsim.load_arch("sda-zcu102"),
                           load_workload("sd15-unet", image_size=256, steps=2))
     assert res.total_cycles > 0
     assert (res.ops.span_cycles >= res.ops.roofline_cycles * (1 - 1e-9)).all()

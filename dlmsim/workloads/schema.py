@@ -119,8 +119,9 @@ class UNetModel(Strict):
 
     in_channels: PositiveInt = 4
     out_channels: PositiveInt = 4
-    block_channels: list[PositiveInt] = [320, 640, 1280, 1280]
-    attention: list[bool] = [True, True, True, False]  # spatial transformers per level
+    block_channels: list[PositiveInt] = Field(default_factory=lambda: [320, 640, 1280, 1280])
+    # Spatial transformers per level.
+    attention: list[bool] = Field(default_factory=lambda: [True, True, True, False])
     layers_per_block: PositiveInt = 2
     heads: PositiveInt = 8
     context_dim: PositiveInt = 768  # CLIP ViT-L/14 text features
