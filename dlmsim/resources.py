@@ -16,9 +16,21 @@ from dlmsim.errors import InputError
 
 KINDS = ("dsp", "bram36", "uram", "lut", "ff")
 
-# (u) Per-PE fabric around the DSP: operand registers, accumulator adder, control.
-PE_CONTROL_LUT = 20
-# (u) SFU per element-lane at 16-bit fixed point: exp/recip/poly datapath.
+# Per-PE fabric around the DSPs: LUT = PE_LUT_PER_BIT x (W + A) operand bits; FF = the
+# operands passing through, the accumulator (OS) and the stationary weight (WS), one FF per
+# bit (`pe_fabric`). Fitted to the one licensed synthesis report of an HLS systolic array found
+# (tests/fixtures/hls, MIT: InputBlackBoxOutput/Systolic-Matrix-Multiplier, an 8 x 8 OS int32
+# array, Vitis HLS 2022.2 on xck26): 12389 LUT / (64 PEs x 64 operand bits) = 3.025 LUT per
+# bit; its 6172 FF = 64 x (32 + 32 + 32) + 28, the FF rule within 0.5%. One design is the
+# whole fit: its error on other widths is unknown. Against hls4ml's fully unrolled 16-bit
+# dense layers (Apache-2.0 fixtures: 17.8, 18.0 and 29.2 LUT per multiply, with no operand
+# forwarding between PEs) it is 3.3x to 5.4x high, so it is a systolic-PE figure only. The
+# former rule, (W + A) + 20 LUT, was 2.3x below the systolic report. `dlmsim calibrate` still
+# scales every resource to the user's own reports.
+PE_LUT_PER_BIT = 3.025
+# (u) SFU per element-lane at 16-bit fixed point: exp/recip/poly datapath. Not fitted: no
+# licensed report found gives an SFU with a known lane count (hls4ml's softmax has an unknown
+# width), so these stay defaults for `dlmsim calibrate` to correct.
 SFU_LUT_PER_ELEM = 1500
 SFU_FF_PER_ELEM = 2000
 SFU_DSP_PER_ELEM = {"fixed": 2, "fp32": 8}
@@ -74,6 +86,12 @@ def buffer_blocks(arch: Accelerator, kind: str) -> int:
     return b.banks * per
 
 
+def pe_fabric(w_bits: int, a_bits: int, acc_bits: int, ws: bool) -> tuple[float, float]:
+    """(LUT, FF) of one PE beside its DSPs (the fit above): the operands passing through, the
+    accumulator, and for an array that can run WS the stationary weight."""
+    return PE_LUT_PER_BIT * (w_bits + a_bits), w_bits + a_bits + acc_bits + (w_bits if ws else 0)
+
+
 def estimate(arch: Accelerator, device: Device | None = None) -> Resources:
     dev = device or arch.dev()
     w, a, acc = arch.bits.weights, arch.bits.activations, arch.bits.accumulator
@@ -83,10 +101,8 @@ def estimate(arch: Accelerator, device: Device | None = None) -> Resources:
     accbits = 32 if acc == "fp32" else acc
 
     dsp = array_dsps(arch, dev.dsp_family)
-    # Per PE: an adder tree of ~(W+A) LUTs (FINN-R) plus control; FFs hold the operands
-    # passing through and the accumulator (OS) or the stationary weight and partial sum (WS).
-    lut = arch.pes * (wbits + abits + PE_CONTROL_LUT)
-    ff = arch.pes * (wbits + abits + accbits + (wbits if "ws" in arch.array.dataflows else 0))
+    pe_lut, pe_ff = pe_fabric(wbits, abits, accbits, "ws" in arch.array.dataflows)
+    lut, ff = arch.pes * pe_lut, arch.pes * pe_ff
 
     sfu_elems = arch.sfu.elems_per_cycle
     sfu_scale = (32 if arch.sfu.bits == "fp32" else arch.sfu.bits) / 16

@@ -101,3 +101,40 @@ def test_weights_that_do_not_fit_are_infeasible():
         dlmsim.simulate(dlmsim.load_arch("fp32-u280"), llada)
     ddr = dlmsim.load_arch("fp32-u280", **{"memory.target": "ddr"})
     assert check_dram(ddr, llada).fits
+
+
+def test_pe_fabric_fits_the_licensed_systolic_report():
+    """The fit of resources.PE_LUT_PER_BIT, from the MIT 8 x 8 OS int32 array's pipelined
+    loop (tests/fixtures/hls): 64 PEs x 3.025 x (32 + 32) = 12390 LUT against 12389; FF:
+    64 x (32 + 32 + 32) = 6144 against 6172 (28 of loop control), 0.5%."""
+    from pathlib import Path
+
+    from dlmsim.hls_report import parse_report
+    from dlmsim.resources import pe_fabric
+
+    rep = parse_report(Path(__file__).parent / "fixtures" / "hls" /
+                       "mit_systolic8x8_int32_vitis2022.2_xck26_systolic1_csynth.xml")
+    lut, ff = pe_fabric(32, 32, 32, ws=False)
+    assert rep.resources["DSP"] == 64 * 3  # three DSP48E2 per 32 x 32 multiply
+    assert 64 * lut == pytest.approx(rep.resources["LUT"], rel=1e-3)
+    assert 64 * ff == pytest.approx(rep.resources["FF"], rel=5e-3)
+
+
+@pytest.mark.parametrize(("name", "module_lut", "macs"), [
+    ("hls4ml_vivadohls2018.2_xcku115_myproject_csynth.rpt", 5129, 288),  # compute_layer
+    ("hls4ml_vivadohls2018.2_xcku115_myproject_csynth.rpt", 9051, 504),  # conv_1d
+    ("hls4ml_vivadohls2020.1_xc7z020_myproject_csynth.rpt", 2134, 73),   # dense
+])
+def test_pe_fabric_against_unrolled_dense_layers(name, module_lut, macs):
+    """The stated error bound of the fit on hls4ml's 16-bit (ap_fixed<16,6>) dense layers,
+    one DSP48 per multiply, no systolic forwarding (module rows of the reports' instance
+    tables): 3.025 x 32 = 96.8 LUT per MAC against 17.8 to 29.2, 3.3x to 5.4x high."""
+    from pathlib import Path
+
+    from dlmsim.resources import pe_fabric
+
+    text = (Path(__file__).parent / "fixtures" / "hls" / name).read_text()
+    assert any(f"|{macs}|" in row.replace(" ", "") and f"|{module_lut}|" in row.replace(" ", "")
+               for row in text.splitlines())  # the module's row of the instance table
+    ratio = pe_fabric(16, 16, 16, ws=False)[0] / (module_lut / macs)
+    assert 3.3 <= ratio <= 5.5
