@@ -16,7 +16,13 @@ REPEATS = 7
 
 
 def median_s(arch, trace) -> float:
-    dlmsim.simulate(arch, trace)
+    """Median wall time of simulate; NaN (with the reason printed) for a design the run's
+    DRAM footprint does not fit."""
+    try:
+        dlmsim.simulate(arch, trace)
+    except dlmsim.InputError as e:
+        print(f"  ({e})")
+        return float("nan")
     times = []
     for _ in range(REPEATS):
         t0 = time.perf_counter()

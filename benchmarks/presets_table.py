@@ -69,11 +69,14 @@ def run_stage(commit: str, scratch: Path) -> dict:
     return json.loads(done.stdout)
 
 
-def _fmt(cell: dict | None, key: str) -> str:
+def _fmt(cell: dict | None, key: str, notes: list[str]) -> str:
     if cell is None:
         return "-"
     if "error" in cell:
-        return "infeasible: " + cell["error"].split(": ", 1)[-1]
+        reason = cell["error"].split(": ", 1)[-1]
+        if reason not in notes:
+            notes.append(reason)
+        return f"infeasible [{notes.index(reason) + 1}]"
     v = cell[key]
     if key == "forward_s":
         return f"{v:.4g} s" if v >= 1 else f"{v * 1e3:.4g} ms"
@@ -87,15 +90,17 @@ def table(stages: list[tuple[str, dict]]) -> str:
         head += [f"{key} {label}" for label in labels] + [f"{key} moved by"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     presets = sorted({p for _, d in stages for p in d})
+    notes: list[str] = []
     for p in presets:
         for wl in WORKLOADS:
             cells = [d.get(p, {}).get(wl) for _, d in stages]
             row = [p, wl]
             for key in ("forward_s", "forward_dram_bytes"):
-                row += [_fmt(c, key) for c in cells]
+                row += [_fmt(c, key, notes) for c in cells]
                 row.append(", ".join(labels[i] for i in range(1, len(cells))
                                      if _moved(cells[i - 1], cells[i], key)) or "-")
             lines.append("| " + " | ".join(row) + " |")
+    lines += [""] + [f"[{i}] {n}" for i, n in enumerate(notes, 1)]
     return "\n".join(lines) + "\n"
 
 

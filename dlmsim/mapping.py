@@ -24,8 +24,9 @@ Modelling decisions, stated once:
   operand already on chip costs nothing), then weight-panel, output-row, output-block. So a
   compute-bound GEMM takes the order with the least traffic, and output-block (dominated by a
   one-column-block weight panel) runs only when neither other order fits. A forced order
-  that does not fit falls back to output-block. WS partial sums accumulate in the array's own psum path (their port
-  traffic is counted, their storage is not taken from the pool): a simplification.
+  that does not fit falls back to output-block. WS partial sums accumulate in the array's
+  own psum path (their port traffic is counted, their storage is not taken from the pool):
+  a simplification.
 - Array-level dataflow: OS finishes R x C output blocks one after another, so whole output
   rows complete early and a consumer may start on them (row-block hand-off). WS holds a
   weight fold while all M rows stream; rows complete only when the op ends, and partial sums

@@ -139,6 +139,11 @@ def calibrated(res: Resources, arch: Accelerator) -> Resources | None:
 
 
 # ------------------------------------------------------------------------- off-chip memory
+def gib(nbytes: float) -> str:
+    """Bytes as GiB, 3 significant digits: '3.79 GiB'."""
+    return f"{nbytes / GIB:.3g} GiB"
+
+
 @dataclass(frozen=True)
 class Footprint:
     """Off-chip bytes a sampling run keeps in the design's memory, at the design's widths."""
@@ -159,7 +164,7 @@ class Footprint:
         return self.total_bytes <= self.usable_bytes
 
     def describe(self) -> str:
-        g = lambda x: f"{x / GIB:.3g} GiB"  # noqa: E731
+        g = gib
         reserve = self.capacity_bytes - self.usable_bytes
         of = f"{g(self.usable_bytes)} usable" + (
             f" of {g(self.capacity_bytes)}, {g(reserve)} reserved" if reserve else "")

@@ -34,7 +34,8 @@ def test_bandwidth_per_cycle():
     each 64 B x 225e6 = 14.4 GB/s (a pseudo-channel's ceiling too), 16 x 14.4 = 230.4 GB/s
     < 460 GB/s peak, x 0.9 = 207.36 GB/s = 921.6 B/cycle. The same design on the U280's DDR4:
     min(230.4, 38.4) x 0.9 = 34.56 GB/s = 153.6 B/cycle."""
-    assert dlmsim.load_arch("sda-style-2048-zcu102").bandwidth_bytes_per_cycle() == pytest.approx(54.4)
+    sda = dlmsim.load_arch("sda-style-2048-zcu102")
+    assert sda.bandwidth_bytes_per_cycle() == pytest.approx(54.4)
     assert dlmsim.load_arch("int8-u280").bandwidth_bytes_per_cycle() == pytest.approx(921.6)
     ddr = dlmsim.load_arch("int8-u280", **{"memory.target": "ddr"})
     assert ddr.bandwidth_bytes_per_cycle() == pytest.approx(153.6)
@@ -51,11 +52,11 @@ def test_port_width_defaults_to_the_widest_allowed():
 
 
 @pytest.mark.parametrize(("sets", "message"), [
-    ({"memory.port_bits": 512}, "memory.port_bits 512 is wider than zcu102's ps_ddr allows "
-                                "(128 bits; UG1182"),
+    ({"memory.port_bits": 512}, ("memory.port_bits 512 is wider than zcu102's ps_ddr allows "
+                                 "(128 bits; UG1182")),
     ({"memory.ports": 7}, "memory.ports 7 is more than zcu102's ps_ddr offers (6;"),
-    ({"memory.target": "hbm"}, "memory.target: device zcu102 has no memory 'hbm'; it has "
-                               "ps_ddr, pl_ddr"),
+    ({"memory.target": "hbm"}, ("memory.target: device zcu102 has no memory 'hbm'; it has "
+                                "ps_ddr, pl_ddr")),
 ])
 def test_unbuildable_ports_are_errors(sets, message):
     """Issue 10.3: Zynq UltraScale+ PL-to-PS ports are at most 128 bits wide (PG201)."""

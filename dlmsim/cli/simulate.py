@@ -165,7 +165,7 @@ def _print_tables(res, acc, top: int) -> None:
 
 def _print_memories(res, acc) -> None:
     """The board's off-chip memories, and the run's footprint in the one the design uses."""
-    from dlmsim.arch import GIB
+    from dlmsim.resources import gib
 
     dev = acc.dev()
     fp = res.dram
@@ -174,7 +174,6 @@ def _print_memories(res, acc) -> None:
     for col in ("memory", "kind", "capacity", "reserved", "usable", "peak", "weights",
                 "activations", "state", "footprint", "of usable"):
         t.add_column(col, justify="left" if col in ("memory", "kind") else "right")
-    gib = lambda x: f"{x / GIB:.3g} GiB"  # noqa: E731
     for name, mem in dev.memories.items():
         used = fp is not None and fp.memory == name
         figures = ([gib(fp.weights_bytes), gib(fp.activations_bytes), gib(fp.state_bytes),
