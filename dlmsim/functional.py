@@ -31,6 +31,7 @@ from dlmsim.workloads.ir import Op, Trace
 
 LLADA_MASK_ID = 126336  # LLaDA's [MASK] token id (its generate.py)
 SAMPLER_FNS = {"exp_scale", "gumbel_argmax", "argmax", "rowmax", "dist_argmin", "topk",
+               "exp", "reverse_rate", "staggered_score", "transp_transition",
                "masked_update", "posterior_update"}
 LAYOUT_FNS = {"split_heads", "merge_heads"}
 
@@ -350,6 +351,8 @@ def _sfu(ctx: _Ctx, op: Op, args: list[np.ndarray]):
         return softmax(x, num.approx, num.exp_frac_bits)
     if fn == "log_softmax":
         return _mdlm_log_probs(op, x, args[1] if len(args) > 1 else None)
+    if fn == "score_scale":
+        return _sedd_log_score(x, args[1], args[2])
     if fn == "timestep_embedding":
         return timestep_embedding(x, out0[-1])
     if fn == "rotary":
@@ -409,6 +412,8 @@ def _sampler(ctx: _Ctx, op: Op, args: list[np.ndarray]):
         return _dist_argmin(ctx, op, args)
     if fn == "posterior_update":
         return _posterior(ctx, op, args)
+    if fn in ("exp", "reverse_rate", "staggered_score", "transp_transition"):
+        return _sedd_step(ctx, op, args)
     raise InputError(f"op '{op.name}': no numeric semantics for sfu fn '{fn}'")
 
 
@@ -444,6 +449,58 @@ def _posterior(ctx: _Ctx, op: Op, args: list[np.ndarray]) -> np.ndarray:
     sigma = math.sqrt(beta * (1.0 - ab_p) / (1.0 - ab_t))
     z = rng_for(ctx.seed, op.name).standard_normal(x0.shape)
     return c1 * x0 + c2 * xt + sigma * z
+
+
+def _sedd_log_score(x: np.ndarray, sigma: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """SEDD's SEDD.forward with scale_by_sigma (absorbing): x - log(e^sigma - 1) - log(V - 1),
+    then 0 at each position's current token."""
+    esigm1 = np.where(sigma < 0.5, np.expm1(sigma), np.exp(sigma) - 1.0)
+    out = x - np.log(esigm1)[:, None, None] - math.log(x.shape[-1] - 1)
+    np.put_along_axis(out, tokens[..., None].astype(np.int64), 0.0, axis=-1)
+    return out
+
+
+SEDD_EPS = 1e-5  # sampling eps of SEDD's get_pc_sampler (time runs from 1 to eps)
+SEDD_NOISE_EPS = 1e-3  # LogLinearNoise eps (noise_lib.py)
+
+
+def _sedd_sigma(t: float) -> tuple[float, float]:
+    """SEDD's log-linear noise: total noise sigma(t) = -log(1 - (1 - eps) t) and its rate."""
+    e = SEDD_NOISE_EPS
+    return -math.log1p(-(1 - e) * t), (1 - e) / (1 - (1 - e) * t)
+
+
+def _sedd_step(ctx: _Ctx, op: Op, args: list[np.ndarray]) -> np.ndarray:
+    """SEDD's absorbing-graph sampler functions (graph_lib.Absorbing, sampling.py) at the
+    first step, t = 1 to 1 - dt, dt = (1 - eps) / T; the noise removal (phase once) uses
+    the last time, sigma(eps). The [MASK] state is the last column."""
+    x = args[0]
+    if op.fn == "exp":
+        return np.exp(x)
+    steps = int(ctx.trace.steps) or 1
+    dt = (1 - SEDD_EPS) / steps
+    if op.phase == "once":
+        dsigma = _sedd_sigma(SEDD_EPS)[0]
+    else:
+        dsigma = _sedd_sigma(1.0)[0] - _sedd_sigma(1.0 - dt)[0]
+    mask = x.shape[-1] - 1
+    if op.fn == "staggered_score":
+        extra = (1 - math.exp(dsigma)) * x.sum(axis=-1)
+        out = x * math.exp(dsigma)
+        out[..., mask] += extra
+        return out
+    tok = args[1].astype(np.int64)
+    onehot = np.zeros_like(x)
+    np.put_along_axis(onehot, tok[..., None], 1.0, axis=-1)
+    masked = (tok == mask)[..., None]
+    if op.fn == "transp_transition":
+        return x * (math.exp(-dsigma) * onehot + masked * (1 - math.exp(-dsigma)))
+    # reverse_rate (Euler): transp_rate(x) * score, the diagonal set to minus the row sum,
+    # times dt * dsigma(t), plus one-hot(x) (sample_rate's argument).
+    rate = (masked - onehot) * x
+    np.put_along_axis(rate, tok[..., None], 0.0, axis=-1)
+    np.put_along_axis(rate, tok[..., None], -rate.sum(axis=-1, keepdims=True), axis=-1)
+    return onehot + dt * _sedd_sigma(1.0)[1] * rate
 
 
 def _last_uses(ops: Iterable[Op]) -> dict[str, int]:

@@ -145,6 +145,36 @@ def test_mdlm_sampler_ops_are_deterministic(mdlm):
     assert np.array_equal(env["tokens.final"], np.argmax(env["final.log_softmax"], -1))
 
 
+@pytest.mark.parametrize("predictor", ["euler", "analytic"])
+def test_sedd_sampler_ops(predictor):
+    """SEDD's own sampler on a tiny model: the log score is the output shifted by
+    log(e^sigma - 1) + log(V - 1) and 0 at the current token; the absorbing graph's reverse
+    process never changes an unmasked token (Euler: its rate row is 0, so the sampled row is
+    its one-hot; analytic: the transposed transition keeps only its column); the Euler rows
+    (one-hot + rate) sum to 1, a rate matrix's rows summing to 0."""
+    t = small("sedd-small", {"hidden": 32, "heads": 4, "blocks": 2, "cond_dim": 16,
+                             "vocab": 40, "freq_embed": 16}, batch=2, seq_len=8,
+              predictor=predictor)
+    w = synthetic_weights(t, seed=1)
+    tokens = np.random.default_rng(0).integers(0, 39, (2, 8))
+    tokens[:, ::2] = 39
+    sigma = np.array([0.3, 1.2], np.float32)
+    env = execute(t, w, {"tokens": tokens, "sigma": sigma}, seed=3)
+    logs = env["final.score_scale"]
+    want = env["final.linear"] - np.log(np.expm1(sigma))[:, None, None] - np.log(39)
+    np.put_along_axis(want, tokens[..., None], 0.0, axis=-1)
+    assert rel_err(logs, want) < 1e-6
+    keep = tokens != 39
+    assert np.array_equal(env["tokens.next"][keep], tokens[keep])
+    assert np.array_equal(env["tokens.final"][keep], tokens[keep])
+    if predictor == "euler":
+        r = env["sample.reverse_rate"].astype(np.float64)
+        assert np.all(np.abs(r.sum(-1) - 1.0) <= 1e-5 * np.abs(r).sum(-1))
+    assert {o.fn for o in t.phase_ops("step")} == (
+        {"exp", "reverse_rate", "gumbel_argmax"} if predictor == "euler"
+        else {"exp", "staggered_score", "transp_transition", "gumbel_argmax"})
+
+
 # ---- Diffusion-LM (BERT layers) ----------------------------------------------------------
 def test_bert_layers_match_textbook():
     """Diffusion-LM forward to the x0 estimate (time embed, up-proj, BERT layers with erf

@@ -390,11 +390,26 @@ def test_time_conditioning_phases():
         cond = [o for o in t.ops if o.name.startswith("sigma_map.") or o.name.endswith("adaLN")]
         assert len([o for o in cond if o.kind == "gemm"]) == 2 + 12 + 1
         assert {o.phase for o in cond} == {phase}
-    # SEDD's once-per-run work is only the final argmax over [1, 8, 50258] = 402,064.
-    assert on.flops_once == 402_064
     # Moving the conditioning into the forward adds exactly its FLOPs there:
-    # once(off) - final argmax = 15,108,496 - 402,064 = 14,706,432.
-    assert on.flops_per_forward - off.flops_per_forward == 14_706_432
+    # once(off) - final argmax = 15,108,496 - 402,064 = 14,706,432; SEDD's output is a
+    # shifted log score (1 per element of [1, 8, 50258] = 402,064 elements) where MDLM has a
+    # log-softmax (5): 14,706,432 - 4 * 402,064 = 13,098,176.
+    assert on.flops_per_forward - off.flops_per_forward == 13_098_176
+
+
+@pytest.mark.parametrize("predictor", ["euler", "analytic"])
+def test_sedd_sampler_ops(predictor):
+    """SEDD's own sampler over [1, 8, 50258] = 402,064 elements, per step: score = exp (1),
+    Euler's reverse rate (4) or the analytic step's staggered score (3) x transposed
+    transition (1), Gumbel-argmax sampling (5): 10 per element = 4,020,640 FLOPs either way;
+    once per run the noise removal (an analytic step at the last time), also 4,020,640. No
+    masked update: the sample is the next state."""
+    t = load_workload("sedd-small", batch=1, seq_len=8, predictor=predictor)
+    assert t.flops_per_step == 4_020_640 and t.flops_once == 4_020_640
+    assert [o.fn for o in t.phase_ops("once")] == ["exp", "staggered_score",
+                                                    "transp_transition", "gumbel_argmax"]
+    assert _op(t, "final.score_scale").phase == "forward"
+    assert "final.log_softmax" not in {o.name for o in t.ops}
 
 
 # ---- per-step sampler ops --------------------------------------------------------------

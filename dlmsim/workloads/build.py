@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 
 from dlmsim.workloads.ir import Op, Schedule, Tensor, Trace
-from dlmsim.workloads.schema import DiffusionLmConfig, LladaConfig, MdlmConfig
+from dlmsim.workloads.schema import DiffusionLmConfig, LladaConfig, MdlmConfig, SeddConfig
 
 
 class _Builder:
@@ -94,7 +94,7 @@ class _Builder:
         return h
 
 
-def build_mdlm(cfg: MdlmConfig) -> Trace:
+def build_mdlm(cfg: MdlmConfig | SeddConfig) -> Trace:
     """MDLM / SEDD: DDiT blocks with adaLN conditioning, then the sampler's per-step ops."""
     m, r = cfg.model, cfg.run
     B, L, D, H, V = r.batch, r.seq_len, m.hidden, m.heads, m.vocab
@@ -138,21 +138,48 @@ def build_mdlm(cfg: MdlmConfig) -> Trace:
               eps=1e-5)
     h = g.sfu("final.modulate", "modulate", [h, mod], chunks=2, shift=0, scale=1)
     logits = g.linear("final.linear", h, V, "output_layer.linear")
-    # MASK column suppressed, log-softmax over V, unmasked positions forced to one-hot.
-    logp = g.sfu("final.log_softmax", "log_softmax", [logits, tokens], mask_index=V - 1)
-
-    # Per step, forward or not: q_xs = p_x0 * (dt), Gumbel argmax over [B, L, V], update.
-    g.phase = "step"
-    q = g.sfu("sample.probs", "exp_scale", [logp])
-    new = g.idx("sample.draw", B, L)
-    g.add("sample.gumbel_argmax", "sfu", "gumbel_argmax", [q], [new])
-    g.add("sample.update", "sfu", "masked_update", [tokens, new], [g.idx("tokens.next", B, L)])
-    if r.final_denoise:
-        g.phase = "once"
-        g.add("final.argmax", "sfu", "argmax", [logp], [g.idx("tokens.final", B, L)])
+    if cfg.family == "sedd":
+        _sedd_sampler(g, logits, tokens, sigma, r)
+    else:
+        # MASK column suppressed, log-softmax over V, unmasked positions forced to one-hot.
+        logp = g.sfu("final.log_softmax", "log_softmax", [logits, tokens], mask_index=V - 1)
+        # Per step, forward or not: q_xs = p_x0 * (dt), Gumbel argmax over [B, L, V], update.
+        g.phase = "step"
+        q = g.sfu("sample.probs", "exp_scale", [logp])
+        new = g.idx("sample.draw", B, L)
+        g.add("sample.gumbel_argmax", "sfu", "gumbel_argmax", [q], [new])
+        g.add("sample.update", "sfu", "masked_update", [tokens, new],
+              [g.idx("tokens.next", B, L)])
+        if r.final_denoise:
+            g.phase = "once"
+            g.add("final.argmax", "sfu", "argmax", [logp], [g.idx("tokens.final", B, L)])
 
     nfe = mdlm_forward_passes(r.steps, B, L, r.cache) + (1 if r.final_denoise else 0)
     return Trace(cfg.name, tuple(g.ops), Schedule(r.steps, nfe), _run(cfg), (sigma,))
+
+
+def _sedd_sampler(g: _Builder, logits: Tensor, tokens: Tensor, sigma: Tensor, r) -> None:
+    """SEDD (absorbing graph, score_entropy_discrete_diffusion): the model's output is a log
+    score, shifted by log(e^sigma - 1) + log(V - 1) and zeroed at the current token (in the
+    forward pass). Every step (a forward every step: no cache) then takes score = exp(log
+    score) and either Euler's step -- reverse rate = transp_rate(x) * score with the row sum
+    on the diagonal, x dt * dsigma, + one-hot(x), sampled by Gumbel argmax -- or the
+    analytic (Tweedie tau-leaping) step -- staggered score x the transposed transition,
+    sampled likewise. The final noise removal is an analytic step at the last time, once."""
+    b, seq = tokens.shape
+    logs = g.sfu("final.score_scale", "score_scale", [logits, sigma, tokens])
+    for phase, p in (("step", "sample"), ("once", "denoise")):
+        if phase == "once" and not r.final_denoise:
+            break
+        g.phase = phase
+        score = g.sfu(f"{p}.exp", "exp", [logs])
+        if phase == "step" and r.predictor == "euler":
+            rate = g.sfu(f"{p}.reverse_rate", "reverse_rate", [score, tokens])
+        else:
+            stag = g.sfu(f"{p}.staggered_score", "staggered_score", [score, sigma])
+            rate = g.sfu(f"{p}.transp_transition", "transp_transition", [stag, tokens])
+        out = "tokens.next" if phase == "step" else "tokens.final"
+        g.add(f"{p}.sample", "sfu", "gumbel_argmax", [rate], [g.idx(out, b, seq)])
 
 
 def mdlm_forward_passes(steps: int, batch: int, seq_len: int, cache: bool) -> float:

@@ -43,6 +43,25 @@ class MdlmRun(Strict):
     precision: Precision = "bf16"
 
 
+class SeddRun(MdlmRun):
+    """SEDD's sampler (score_entropy_discrete_diffusion sampling.py): no cache, the model
+    conditioned on the noise level, an Euler or an analytic (Tweedie tau-leaping) predictor
+    per step; its config.yaml samples with euler, its run_sample.py with analytic."""
+
+    cache: bool = False
+    time_conditioning: bool = True
+    predictor: Literal["euler", "analytic"] = "euler"
+
+    @model_validator(mode="after")
+    def _sedd(self):
+        if self.cache:
+            raise ValueError("SEDD's sampler has no cache; set cache: false")
+        if not self.time_conditioning:
+            raise ValueError("SEDD's score model is conditioned on the noise level; "
+                             "set time_conditioning: true")
+        return self
+
+
 class DiffusionLmModel(_Attention):
     """BERT-base encoder with up/down projections around it (Diffusion-LM)."""
 
@@ -165,9 +184,15 @@ class _Base(Strict):
 
 
 class MdlmConfig(_Base):
-    family: Literal["mdlm", "sedd"]
+    family: Literal["mdlm"]
     model: MdlmModel
     run: MdlmRun = MdlmRun()
+
+
+class SeddConfig(_Base):
+    family: Literal["sedd"]
+    model: MdlmModel
+    run: SeddRun = SeddRun()
 
 
 class DiffusionLmConfig(_Base):
@@ -212,5 +237,6 @@ class UNetConfig(_Base):
 
 
 WorkloadConfig = Annotated[
-    MdlmConfig | DiffusionLmConfig | LladaConfig | UNetConfig, Field(discriminator="family")
+    MdlmConfig | SeddConfig | DiffusionLmConfig | LladaConfig | UNetConfig,
+    Field(discriminator="family"),
 ]

@@ -55,6 +55,14 @@ SFU_FNS: dict[str, float] = {
     "mul": 1.0,              # x * y (or x * a constant)
     "cfg_combine": 1.5,      # per input element of [2B, ..]: u + s * (c - u) per output
     "ddim_step": 6.0,        # x0 = (x - a*eps) * b, x_prev = c*x0 + d*eps
+    # SEDD's own sampler (score_entropy_discrete_diffusion model/transformer.py, sampling.py,
+    # graph_lib.py: the absorbing graph).
+    "score_scale": 1.0,      # log score - log(e^sigma - 1) - log(V - 1); 0 at the token
+    "exp": 1.0,              # score = exp(log score)
+    "reverse_rate": 4.0,     # Euler: transp_rate * score, minus the row sum on the diagonal,
+                             # x dt * dsigma, + one-hot(x)
+    "staggered_score": 3.0,  # score * e^dsigma, + (1 - e^dsigma) * row sum at the mask column
+    "transp_transition": 1.0,  # x the transposed transition row of each token
     # Data movement: no arithmetic.
     "concat": 0.0,           # join along attr `axis` (skip connections)
     "transpose": 0.0,        # permute by attr `perm`; the output may be any view of the result
@@ -74,7 +82,8 @@ MOVE_FNS = {"concat", "reshape", "upsample"}
 # whole tensor, or move data.)
 ELEMENTWISE_FNS = {
     "modulate", "gelu", "silu", "tanh", "swiglu", "residual", "add", "mul", "exp_scale",
-    "masked_update", "posterior_update", "ddim_step",
+    "masked_update", "posterior_update", "ddim_step", "score_scale", "exp",
+    "transp_transition",
 }
 
 # Functions that reduce the last dim (output shape differs from the input's).
