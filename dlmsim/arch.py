@@ -192,6 +192,11 @@ class ArraySpec(Strict):
     dataflows: tuple[Dataflow, ...] = Field(("os", "ws"), strict=False)
     policy: Literal["os", "ws", "auto"] = "os"
     switch_cycles: int = Field(64, ge=0)  # cycles to switch dataflow between ops (auto)
+    # How consecutive folds of a GEMM share the array (dlmsim.cost.systolic): "full" streams
+    # the next fold right behind, as SDA's hand-written PE_wrapper; "drain" hides only the
+    # drain/preload (double-buffered accumulators or weights); "none" runs folds back to
+    # back, as Allo's systolic template and SCALE-Sim count.
+    fold_overlap: Literal["none", "drain", "full"] = "full"
 
     @model_validator(mode="after")
     def _supported(self):

@@ -255,7 +255,10 @@ class Mapper:
 
     def array_cycles(self, op: Op, dataflow: str) -> float:
         b, m, k, n = op.gemm_dims
-        cyc = b * gemm_cycles(dataflow, m, k, n, self.r, self.c) * operand_passes(op, self.arch)
+        # The b products of a batched matmul are one stream of folds (a fold overlap runs
+        # across them); operand passes repeat the whole product.
+        cyc = gemm_cycles(dataflow, m, k, n, self.r, self.c, self.arch.array.fold_overlap, b)
+        cyc *= operand_passes(op, self.arch)
         if dataflow == "ws":
             # Partial sums of every K fold but the last go out to the buffer and back in.
             psum_bytes = b * m * n * max(math.ceil(k / self.r) - 1, 0) * 2 * self.accb

@@ -45,7 +45,7 @@ def test_loop_order_takes_the_least_traffic():
     -> 116 -> ceil(512/116) = 5 panels: A x 5 + W = 16384 x 5 + 131072 = 212992 B.
     Output row: room 32768 - 2 x 256 x 4 (W panels) - 16 = 30704 B; a K=256 row of A is
     256 B -> 119 rows >= M = 64, one row block: A + W = 147456 B. The op is compute bound
-    (544768 array cycles vs 212992 B / 54.4 B per cycle), so the orders tie on time and
+    (524295 array cycles with full fold overlap vs 212992 B / 54.4 B per cycle), so the orders tie on time and
     the lesser traffic wins: output row. The output (64 x 512 B) is not used later in the
     segment, so it is written: 32768 B."""
     m = Mapper(_arch())
@@ -57,7 +57,7 @@ def test_loop_order_takes_the_least_traffic():
     assert plan.dram_read_bytes == 147456
     assert plan.dram_write_bytes == 32768
     assert not plan.full_dependency  # row blocks complete in order
-    assert plan.compute_cycles == gemm_cycles("os", 64, 256, 512, 4, 4)
+    assert plan.compute_cycles == gemm_cycles("os", 64, 256, 512, 4, 4, "full")
     assert plan.roofline_cycles == max(64 * 256 * 512 / 16, (147456 + 32768) / m.bw)
 
 
@@ -106,6 +106,14 @@ def test_logits_of_sda_style_mdlm_small_go_to_dram():
     plans = {p.op.name: p for p in Mapper(arch).plan(ops)}
     assert plans["final.linear"].dram_write_bytes == 16 * 1024 * 50258
     assert plans["blocks.0.qkv"].dram_write_bytes == 16 * 1024 * 2304
+
+
+def test_fold_overlap_is_the_array_option():
+    """The arch's array.fold_overlap picks the fold formula (default full, as SDA's array)."""
+    for overlap in ("none", "drain", "full"):
+        plan = Mapper(_arch(**{"array.fold_overlap": overlap})).plan([LINEAR])[0]
+        assert plan.compute_cycles == gemm_cycles("os", 64, 256, 512, 4, 4, overlap)
+    assert _arch().array.fold_overlap == "full"
 
 
 def test_hand_off_keeps_activation_on_chip():
@@ -240,7 +248,7 @@ def test_ws_partial_sums_limited_by_buffer_port():
     more than the array's own fold cycles."""
     arch = _arch(**{"array.policy": "ws", "buffer.bytes_per_cycle": 1})
     m = Mapper(arch)
-    folds = gemm_cycles("ws", 64, 256, 512, 4, 4)
+    folds = gemm_cycles("ws", 64, 256, 512, 4, 4, "full")
     psum = 64 * 512 * (math.ceil(256 / 4) - 1) * 2 * 4
     assert psum > folds
     assert m.array_cycles(LINEAR, "ws") == pytest.approx(psum)
