@@ -6,12 +6,14 @@ keys forbidden); this module turns their validation errors into one line naming 
 
 from __future__ import annotations
 
+import ctypes
 import difflib
 import hashlib
 import json
 import math
 import os
 import re
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -274,6 +276,13 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+def _temp_prefix(path: Path) -> str:
+    """'.NAME@host@pid@': temp files and dirs name their writer, so a later run can tell
+    a dead run's leftovers (`dlmsim.explore.workers.clean_stale_temps`) from a live
+    writer's."""
+    return f".{path.name}@{socket.gethostname()}@{os.getpid()}@"
+
+
 def _cannot_write(path, e: OSError) -> InputError:
     return InputError(f"cannot write {path}: {e.strerror or e}")
 
@@ -297,7 +306,7 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
     mode = "wb" if isinstance(data, bytes) else "w"
     try:
         _make_dir(path.parent, path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
     except OSError as e:
         raise _cannot_write(path, e) from None
     try:
@@ -331,3 +340,41 @@ def check_writable(path: str | os.PathLike, is_dir: bool = False) -> Path:
     except OSError as e:
         raise _cannot_write(path, e) from None
     return path
+
+
+def temp_dir_for(path: str | os.PathLike) -> Path:
+    """A fresh temp directory beside `path`, to fill and then `replace_dir` into place."""
+    path = Path(path)
+    try:
+        _make_dir(path.parent, path)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temp_prefix(path),
+                                    suffix=".tmp"))
+        os.chmod(tmp, 0o777 & ~_UMASK)
+    except OSError as e:
+        raise _cannot_write(path, e) from None
+    return tmp
+
+
+def replace_dir(tmp: Path, dest: Path) -> None:
+    """Put the directory `tmp` at `dest` so a reader sees the old or the new one whole.
+
+    Linux swaps the two in one step (renameat2 RENAME_EXCHANGE) and removes the old one;
+    elsewhere (or on a file system without it) the old one is renamed away first, so a kill
+    between the two renames leaves no `dest` and a stale temp dir that the next run cleans.
+    """
+    import shutil
+
+    try:
+        os.rename(tmp, dest)  # no old one (or an empty one)
+        return
+    except OSError:
+        pass
+    libc = ctypes.CDLL(None, use_errno=True)
+    swap = getattr(libc, "renameat2", None)
+    if swap is not None and swap(-100, os.fsencode(tmp), -100, os.fsencode(dest), 2) == 0:
+        shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old directory
+        return
+    old = Path(f"{tmp}.old.tmp")
+    os.rename(dest, old)
+    os.rename(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)

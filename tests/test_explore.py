@@ -134,7 +134,7 @@ def test_front_exports_ready_arch_files(tmp_path):
     assert (arch.array.rows, arch.array.cols) == (row["array.rows"], row["array.cols"])
     r = dlmsim.simulate(arch, trace)
     assert r.seconds == pytest.approx(row["latency_run_s"], rel=1e-9)
-    assert (tmp_path / "pareto.csv").is_file()
+    assert (tmp_path / "pareto" / "pareto.csv").is_file()
 
 
 def test_infeasible_points_keep_their_reason(tmp_path):

@@ -101,7 +101,7 @@ def _finish(problem, df, out_dir: Path, what: str, plots: bool) -> None:
     fr = write_front(problem, df, out_dir)
     out.print(front_table(problem, fr, f"{problem.name}: Pareto front ({len(fr)} points, "
                                        f"{what})"))
-    written = [out_dir / "pareto.csv", out_dir / "pareto"]
+    written = [out_dir / "pareto"]
     if plots:
         from dlmsim import plots as P
 
@@ -130,10 +130,37 @@ def _plot_axes(problem) -> tuple[str, str]:
     return "dsp_used", cols[0]
 
 
+def _start(out_dir: Path) -> Path:
+    """Check the output directory before any work, clean what killed runs left there, and
+    show the explore notes (a repaired storage, trials failed after a kill) on stderr."""
+    import logging
+
+    from dlmsim.config import writable_dir
+    from dlmsim.explore.workers import clean_stale_temps
+
+    writable_dir(out_dir)
+    for d in (out_dir, out_dir / "pareto"):
+        clean_stale_temps(d)
+    lg = logging.getLogger("dlmsim.explore")
+    if not lg.handlers:
+        h = logging.StreamHandler()
+        h.emit = lambda r: err.print(f"note: {r.getMessage()}", markup=False,  # type: ignore
+                                     highlight=False)
+        lg.addHandler(h)
+        lg.propagate = False
+    return out_dir
+
+
+_STORAGE_HELP = ("Storage URL shared by every process and machine (sqlite:///f.db, "
+                 "postgresql://user:pw@host/db, mysql+pymysql://...{journal})")
+
+
 @app.command()
 def sweep(
     spec: str = typer.Argument(..., help="Bundled spec name (sweeps/) or a spec YAML path."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes."),
+    storage: str | None = typer.Option(None, "--storage", help=_STORAGE_HELP.format(
+        journal="") + " (default: sweep.db in the results directory)."),
     output: Path | None = typer.Option(None, "-o", "--output",
                                        help="Results directory (default: results/<spec>/sweep)."),
     fmt: TableFmt = typer.Option(TableFmt.parquet, "--format", "-f",
@@ -143,16 +170,17 @@ def sweep(
     """Evaluate every point of a spec's grid in parallel; skip points already done.
 
     Writes results.<fmt> (one row per point: parameters, metrics, feasible, reason),
-    pareto.csv, pareto/<name>.yaml (ready arch files) and pareto.png, sweep.png.
+    pareto/ (pareto.csv and one ready arch file per front point), pareto.png, sweep.png.
+    Machines given the same --storage share the grid: each point is evaluated once.
     """
     from dlmsim.explore import load_spec, run_sweep
 
     problem = load_spec(spec)
-    out_dir = output or Path("results") / problem.name / "sweep"
-    n = len(problem.grid())
+    out_dir = _start(output or Path("results") / problem.name / "sweep")
+    n = problem.sweep_size()
     with _progress("sweep") as prog:
         task = prog.add_task("sweep", total=n)
-        df = run_sweep(problem, out_dir, jobs=jobs, fmt=fmt.value,
+        df = run_sweep(problem, out_dir, jobs=jobs, fmt=fmt.value, storage=storage,
                        progress=lambda d, t: prog.update(task, completed=d, total=t))
     err.print(f"wrote {out_dir / ('results.' + fmt.value)} ({len(df)} points)",
               highlight=False)
@@ -165,12 +193,11 @@ def search(
     trials: int | None = typer.Option(None, "--trials", "-n", min=1,
                                       help="Finished trials the study should hold "
                                       "(default: the spec's search.trials)."),
-    seed: int | None = typer.Option(None, "--seed", help="Sampler seed (default: the spec's search.seed); "
-                                    "worker i uses seed + i."),
-    storage: str | None = typer.Option(None, "--storage",
-                                       help="Optuna storage URL (sqlite:///f.db, "
-                                       "postgresql://..., mysql://..., journal:FILE) "
-                                       "(default: an SQLite file in the results directory)."),
+    seed: int | None = typer.Option(None, "--seed", help="Sampler seed, 0 to 2^32-1; worker "
+                                    "i uses seed + i (default: the spec's search.seed, else "
+                                    "a seed of its own per process)."),
+    storage: str | None = typer.Option(None, "--storage", help=_STORAGE_HELP.format(
+        journal=", journal:FILE") + " (default: study.db in the results directory)."),
     workers: int = typer.Option(1, "--workers", "-w", min=1,
                                 help="Processes working on the study."),
     sampler: SamplerName | None = typer.Option(None, "--sampler",
@@ -182,25 +209,32 @@ def search(
     fmt: TableFmt = typer.Option(TableFmt.parquet, "--format", "-f",
                                  help="Results table format."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the Pareto plot."),
+    importances: bool = typer.Option(False, "--importances",
+                                     help="Also print and write importances.csv: how much of "
+                                     "each objective's variance each parameter explains "
+                                     "(fANOVA)."),
 ):
     """Optuna search over a spec (resumable; several workers or machines share a study).
 
-    Writes results.<fmt> (one row per finished trial), pareto.csv, pareto/<name>.yaml
-    (ready arch files) and pareto.png into the results directory.
+    Writes results.<fmt> (one row per finished trial), pareto/ (pareto.csv and one ready
+    arch file per front point) and pareto.png into the results directory.
     """
     from dlmsim.explore import load_spec
-    from dlmsim.explore.search import default_storage, open_storage, run_search
+    from dlmsim.explore.search import default_storage, load_study, run_search, worker_seeds
+    from dlmsim.explore.storage import open_storage
     from dlmsim.explore.sweep import results_path, write_table
 
     problem = load_spec(spec)
     opts = problem.spec.search
     trials = trials or opts.trials
     seed = opts.seed if seed is None else seed
-    out_dir = output or Path("results") / problem.name / "search"
-    open_storage(storage or default_storage(out_dir), heartbeat=False)  # fail before the bar
+    worker_seeds(seed, workers)  # a bad seed fails here, before any work
+    out_dir = _start(output or Path("results") / problem.name / "search")
+    url = storage or default_storage(out_dir)
+    open_storage(url, heartbeat=False)  # fail before the bar
     with _progress("search") as prog:
         task = prog.add_task("search", total=trials)
-        df, name = run_search(problem, out_dir, trials=trials, seed=seed, storage=storage,
+        df, name = run_search(problem, out_dir, trials=trials, seed=seed, storage=url,
                               workers=workers,
                               sampler=(sampler.value if sampler else opts.sampler),
                               study_name=study,
@@ -212,4 +246,24 @@ def search(
               f"wrote {path}", highlight=False)
     if df.empty:
         fail(f"study {name} holds no finished trials")
+    if importances:
+        _importances(problem, load_study(url, name), out_dir)
     _finish(problem, df, out_dir, "search", plots)
+
+
+def _importances(problem, study, out_dir: Path) -> None:
+    from dlmsim.config import write_atomic
+    from dlmsim.explore.search import importances
+
+    imp = importances(problem, study)
+    cols = [c for c in imp.columns if c != "parameter"]
+    t = Table(title=f"{problem.name}: parameter importances (fANOVA: share of each "
+              "objective's variance; columns sum to 100 %)", header_style="bold")
+    t.add_column("parameter")
+    for c in cols:
+        t.add_column(c, justify="right")
+    for _, r in imp.iterrows():
+        t.add_row(str(r["parameter"]), *(f"{100 * r[c]:.1f} %" for c in cols))
+    out.print(t)
+    write_atomic(out_dir / "importances.csv", imp.to_csv(index=False))
+    err.print(f"wrote {out_dir / 'importances.csv'}", highlight=False)

@@ -63,7 +63,8 @@ def evaluate_point(problem: Problem, params: dict[str, Any]) -> dict[str, Any]:
         row.update({f"{k}_frac": float(res.fraction[k]) for k in RESOURCES})
         per: dict[str, list[float]] = {m: [] for m in WORKLOAD_METRICS}
         for w in problem.spec.workloads:
-            trace = _trace(w.name, json.dumps(w.overrides(), sort_keys=True))
+            trace = _trace(w.name, json.dumps(problem.run_overrides(w, params),
+                                              sort_keys=True))
             s = simulate(arch, trace).summary()
             for m in WORKLOAD_METRICS:
                 per[m].append(float(s[m]))
@@ -82,6 +83,18 @@ def evaluate_point(problem: Problem, params: dict[str, Any]) -> dict[str, Any]:
         row["error"] = f"internal error ({type(e).__name__}: {e}); please report it"
     row["eval_s"] = time.perf_counter() - t0
     return row
+
+
+def jsonable(row: dict) -> dict:
+    """A row as plain JSON values (numpy scalars unwrapped, NaN as None, inf clipped)."""
+    out = {}
+    for k, v in row.items():
+        if hasattr(v, "item"):
+            v = v.item()
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None if math.isnan(v) else (1e308 if v > 0 else -1e308)
+        out[k] = v
+    return out
 
 
 def _geomean(vals: list[float]) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from dlmsim.config import write_atomic
+from dlmsim.config import replace_dir, temp_dir_for, write_atomic
 from dlmsim.explore.spec import Problem
 
 
@@ -127,25 +128,31 @@ def _plain(x):
 
 
 def write_front(problem: Problem, df: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
-    """pareto.csv plus pareto/<name>.yaml per point; returns the front table."""
+    """pareto/: pareto.csv (the front table) and <name>.yaml per point, written as one unit
+    (filled in a temp dir, then swapped in), so a kill never leaves a table and arch files
+    that disagree. Returns the front table."""
     fr = front(df, problem)
-    arch_dir = out_dir / "pareto"
-    arch_dir.mkdir(parents=True, exist_ok=True)
-    for old in arch_dir.glob("*.yaml"):
-        old.unlink()
-    names = []
-    for i in range(len(fr)):
-        params = json.loads(fr.iloc[i]["params"])
-        name = f"{problem.name}-p{i:02d}"
-        objs = ", ".join(f"{o.column}={_fmt(fr.iloc[i][o.column])}"
-                         for o in problem.spec.objectives)
-        export_arch(problem, params, name, arch_dir / f"{name}.yaml", f"Pareto: {objs}.")
-        names.append(name)
-    fr = fr.assign(arch=names)
-    cols = ["arch"] + list(problem.spec.parameters) + [o.column for o in
-                                                        problem.spec.objectives]
-    rest = [c for c in fr.columns if c not in cols]
-    write_atomic(out_dir / "pareto.csv", fr[cols + rest].to_csv(index=False))
+    out_dir = Path(out_dir)
+    tmp = temp_dir_for(out_dir / "pareto")
+    try:
+        names = []
+        for i in range(len(fr)):
+            params = json.loads(fr.iloc[i]["params"])
+            name = f"{problem.name}-p{i:02d}"
+            objs = ", ".join(f"{o.column}={_fmt(fr.iloc[i][o.column])}"
+                             for o in problem.spec.objectives)
+            export_arch(problem, params, name, tmp / f"{name}.yaml", f"Pareto: {objs}.")
+            names.append(name)
+        fr = fr.assign(arch=names)
+        cols = ["arch"] + list(problem.spec.parameters) + [o.column for o in
+                                                            problem.spec.objectives]
+        rest = [c for c in fr.columns if c not in cols]
+        write_atomic(tmp / "pareto.csv", fr[cols + rest].to_csv(index=False))
+        replace_dir(tmp, out_dir / "pareto")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    (out_dir / "pareto.csv").unlink(missing_ok=True)  # where earlier versions wrote the table
     return fr
 
 

@@ -7,26 +7,33 @@
   value, so the sampler learns where the edge is; a point that cannot be built or
   simulated is a FAIL trial. Every trial carries its metrics, `feasible` and `reason` as
   user attributes.
-- Storage: any Optuna storage URL. The default is an SQLite file in the results directory,
-  so a search stopped at any point and started again keeps every finished trial (a trial
-  running when the process was killed is marked failed by the heartbeat and not counted).
-  `journal:PATH` (or a path ending in .log/.journal) selects a journal file.
-- `--trials N` is the study's total: a resumed or shared search runs until N trials have
-  finished, over all workers (each worker checks after each trial; N can be exceeded by at
-  most workers - 1).
+- Storage: any URL of `dlmsim.explore.storage`; the default is an SQLite file in the results
+  directory. A study records its spec's hash: reusing a study with another spec is refused.
+- `--trials N` is the study's total: a resumed or shared search runs until exactly N trials
+  have finished, over all workers. Before each trial a worker counts the finished trials
+  and the live running ones; a trial started past the total (a race between workers) is
+  dropped as surplus before it simulates anything.
 - Workers share one study through the storage: `workers=N` starts N processes here; more
   machines join by running the same command with the same `--storage` and study name.
-- The same point proposed twice is evaluated once per process: the second trial copies the
-  stored metrics (a categorical space makes samplers repeat themselves).
+  Each process gets its own seed (from its host, pid and clock, stored on its trials)
+  unless a seed is given: then worker i uses seed + i, so one process is reproducible.
+- A point is simulated once per study: a worker looks a proposed point up among every
+  trial in the storage (not only its own), and waits for a live lower-numbered trial that
+  is simulating the same point. Two processes that claim one point within the same few
+  milliseconds may both simulate it (there is no lock across machines).
+- Interrupted trials: each trial names its process (`workers.owner`). On start and while
+  waiting, a search fails RUNNING trials whose process on this machine is gone; RDB
+  storages also fail trials whose heartbeat stopped (other machines); a RUNNING trial that
+  never got an owner (killed while being sampled) is failed after `UNOWNED_S`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-import multiprocessing as mp
 import time
-import warnings
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,65 +41,29 @@ import optuna
 import pandas as pd
 
 from dlmsim.errors import InputError, reason
-from dlmsim.explore.evaluate import evaluate_point, judge, objective_values
+from dlmsim.explore.evaluate import evaluate_point, jsonable, judge, objective_values
 from dlmsim.explore.spec import Categorical, FloatRange, IntRange, Problem
+from dlmsim.explore.storage import log, open_storage
+from dlmsim.explore.workers import alive, owner, run_processes
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+RUNNING = optuna.trial.TrialState.RUNNING
+SEED_LIMIT = 2**32  # numpy's seed range
+UNOWNED_S = 120  # a RUNNING trial without an owner this old was killed while sampled
+WAIT_S = 600  # give up waiting for trials of other processes after this long without news
+POLL_S = 0.5
 
 
 class Infeasible(Exception):
     """Raised in the objective for a point that could not be evaluated (FAIL trial)."""
 
 
+class Surplus(Exception):
+    """Raised in the objective for a trial started past the study's total (not counted)."""
+
+
 def default_storage(out_dir: Path) -> str:
     return f"sqlite:///{Path(out_dir).resolve() / 'study.db'}"
-
-
-def open_storage(url: str, heartbeat: bool = True):
-    """An Optuna storage for a URL; one-line InputError when it cannot be opened."""
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    try:
-        if url.startswith("journal:") or url.endswith((".log", ".journal")):
-            from optuna.storages import JournalStorage
-            from optuna.storages.journal import JournalFileBackend
-
-            path = url.removeprefix("journal:").removeprefix("///")
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            return JournalStorage(JournalFileBackend(path))
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        kwargs: dict[str, Any] = {}
-        if url.startswith("sqlite"):
-            kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-        if heartbeat:
-            kwargs.update(heartbeat_interval=10, grace_period=30)
-        return _rdb_storage(url, kwargs)
-    # Drivers and servers fail in many ways (import, connection, auth, schema): one line.
-    except Exception as e:  # noqa: BLE001
-        msg = reason(e)
-        if isinstance(e, ModuleNotFoundError | ImportError):
-            msg = f"missing database driver ({msg})"
-        raise InputError(f"cannot open storage {url}: {msg}") from None
-
-
-def _rdb_storage(url: str, kwargs: dict[str, Any], tries: int = 6):
-    """RDBStorage, retried while another process (a worker started at the same moment)
-    is creating the same fresh database's schema: that race shows as an integrity or
-    'no such table' error which disappears once the other process is done."""
-    import sqlalchemy.exc
-
-    for attempt in range(tries):
-        try:
-            return optuna.storages.RDBStorage(url, **kwargs)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError,
-                optuna.exceptions.StorageInternalError) as e:
-            text = f"{e} {e.__cause__}".lower()
-            racing = any(s in text for s in ("no such table", "already exists", "unique"))
-            if not racing or attempt == tries - 1:
-                raise
-            time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
 
 
 def make_sampler(problem: Problem, name: str, seed: int | None, trials: int):
@@ -109,6 +80,20 @@ def make_sampler(problem: Problem, name: str, seed: int | None, trials: int):
         return optuna.samplers.RandomSampler(seed=seed)
     pop = problem.spec.search.population or max(8, min(50, trials // 8))
     return optuna.samplers.NSGAIISampler(seed=seed, population_size=pop)
+
+
+def process_seed(i: int = 0) -> int:
+    """A seed of its own for each process and worker (host, pid, boot, clock)."""
+    blob = f"{owner()}/{time.time_ns()}/{i}".encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:4], "big")
+
+
+def worker_seeds(seed: int | None, workers: int) -> list[int]:
+    if seed is None:
+        return [process_seed(i) for i in range(workers)]
+    if not 0 <= seed < SEED_LIMIT:
+        raise InputError(f"--seed {seed}: a seed is an integer from 0 to {SEED_LIMIT - 1}")
+    return [(seed + i) % SEED_LIMIT for i in range(workers)]
 
 
 def suggest(trial: optuna.Trial, problem: Problem) -> dict[str, Any]:
@@ -134,19 +119,34 @@ def study_name_for(problem: Problem) -> str:
     return f"{problem.name}-{problem.spec_hash()}"
 
 
-def _open_study(problem: Problem, storage, study_name: str, sampler):
+def open_study(problem: Problem, storage, study_name: str, url: str, sampler=None):
+    """Create or load the study; refuse one made for another spec (hash stored on it)."""
     directions = [o.sense for o in problem.spec.objectives]
     try:
         study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler,
                                     directions=directions, load_if_exists=True)
     except Exception as e:  # noqa: BLE001 (storage backends raise their own types)
         raise InputError(f"cannot open study {study_name}: {reason(e)}") from None
+    mine = problem.spec_hash()
+    attrs = study.user_attrs
+    theirs = attrs.get("spec_hash")
+    if theirs is None and study.get_trials(deepcopy=False):
+        theirs = "unrecorded"  # trials of a dlmsim before spec hashes: cannot tell
+    hint = ("give another --study name" if study_name != study_name_for(problem)
+            else "give --study NAME for a new study")
+    if theirs is not None and theirs != mine:
+        old = attrs.get("spec", {}).get("name", "?")
+        raise InputError(f"study {study_name} in {url} holds trials of another spec ({old}, "
+                         f"hash {theirs}; this spec's is {mine}); {hint}")
     if [d.name.lower() for d in study.directions] != directions:
-        raise InputError(f"study {study_name} optimises other objectives; give another "
-                         "--study name")
+        raise InputError(f"study {study_name} optimises other objectives; {hint}")
+    if theirs is None:
+        study.set_user_attr("spec_hash", mine)
+        study.set_user_attr("spec", problem.spec.model_dump(mode="json"))
     return study
 
 
+# ---------------------------------------------------------------------- trial bookkeeping
 def _done(t) -> bool:
     """A trial that ran to its end: complete, or failed because its point has no metrics
     (not one interrupted by Ctrl-C or killed, which the next run does again)."""
@@ -160,72 +160,131 @@ def _finished(study) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False, states=FINISHED) if _done(t))
 
 
+def _live(t) -> bool:
+    """A RUNNING trial that may still finish (its process alive, or on another host)."""
+    who = t.user_attrs.get("dlmsim_owner")
+    if who is None:
+        return _age_s(t) < UNOWNED_S
+    return alive(who) is not False
+
+
+def _age_s(t) -> float:
+    return (datetime.now() - t.datetime_start).total_seconds() if t.datetime_start else 0.0
+
+
+def fail_dead_trials(study) -> int:
+    """Fail RUNNING trials that cannot finish (see the module docstring); return how many."""
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(RUNNING,)):
+        if _live(t):
+            continue
+        try:
+            n += bool(study._storage.set_trial_state_values(t._trial_id,
+                                                            optuna.trial.TrialState.FAIL))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another process failed or finished it first
+    optuna.storages.fail_stale_trials(study)  # heartbeats (RDB storages with heartbeat)
+    if n:
+        log.warning("study %s: failed %d trial(s) left running by a killed process",
+                    study.study_name, n)
+    return n
+
+
+class Known:
+    """Metrics of every point the study already holds, read incrementally from storage."""
+
+    def __init__(self, study):
+        self.study = study
+        self.rows: dict[str, dict] = {}
+        self._seen: set[int] = set()
+        self.refresh()
+
+    def refresh(self) -> list:
+        trials = self.study.get_trials(deepcopy=False)
+        for t in trials:
+            if t.number in self._seen or not t.state.is_finished():
+                continue
+            self._seen.add(t.number)
+            a = t.user_attrs.get("dlmsim")
+            if a is not None and "row" in a:
+                self.rows.setdefault(a["point"], a["row"])
+        return trials
+
+    def lookup(self, point: str, number: int) -> dict | None:
+        """The point's row if the study holds it, after waiting for a live lower-numbered
+        trial that is simulating it; None if this trial should simulate it."""
+        waited = time.monotonic()
+        while True:
+            if point in self.rows:
+                return self.rows[point]
+            trials = self.refresh()
+            if point in self.rows:
+                return self.rows[point]
+            busy = [t for t in trials if t.state == RUNNING and t.number < number
+                    and t.user_attrs.get("dlmsim_point") == point and _live(t)]
+            if not busy or time.monotonic() - waited > WAIT_S:
+                return None
+            time.sleep(POLL_S)
+
+
 def worker(problem: Problem, url: str, study_name: str, trials: int, seed: int | None,
            sampler_name: str, callback: Callable[[int], Any] | None = None) -> int:
-    """Run trials on the shared study until it holds `trials` finished ones."""
+    """Run trials on the shared study until it holds `trials` finished ones; return how
+    many this worker ran."""
     storage = open_storage(url)
     sampler = make_sampler(problem, sampler_name, seed, trials)
-    study = _open_study(problem, storage, study_name, sampler)
-    cache: dict[str, dict] = {}
-    for t in study.get_trials(deepcopy=False, states=FINISHED):
-        if _done(t):
-            cache[t.user_attrs["dlmsim"]["point"]] = t.user_attrs["dlmsim"]["row"]
-    left = trials - _finished(study)
-    if left <= 0:
-        return 0
+    study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
+    known = Known(study)
+    me = owner()
 
     def objective(trial: optuna.Trial):
+        trial.set_user_attr("dlmsim_owner", me)
         params = suggest(trial, problem)
         pid = problem.point_id(params)
-        row = cache.get(pid)
+        trial.set_user_attr("dlmsim_point", pid)
+        before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
+        if sum(1 for t in before if _done(t) or (t.state == RUNNING and _live(t))) >= trials:
+            raise Surplus
+        row = known.lookup(pid, trial.number)
         repeat = row is not None
         if row is None:
-            row = _jsonable(evaluate_point(problem, params))
-            cache[pid] = row
+            row = jsonable(evaluate_point(problem, params))
+            known.rows[pid] = row
         ok, reason, cons = judge(problem, row)
         values = objective_values(problem, row)
         dead = bool(row.get("error")) or any(not math.isfinite(v) for v in values)
         # One attribute (one storage write) with everything the results table needs.
         trial.set_user_attr("dlmsim", {"point": pid, "row": row, "feasible": ok,
-                                       "reason": reason, "repeat": repeat, "dead": dead})
+                                       "reason": reason, "repeat": repeat, "dead": dead,
+                                       "seed": seed})
         for k, v in cons.items():
             trial.set_constraint(k, v)
         if dead:
             raise Infeasible(reason or "no metrics")
         return values
 
-    def stop(study, trial):
-        n = _finished(study)
-        if callback:
-            callback(n)
+    ran, last_news, last_n = 0, time.monotonic(), -1
+    while True:
+        trials_now = study.get_trials(deepcopy=False)
+        n = sum(1 for t in trials_now if _done(t))
+        if n != last_n:
+            last_news, last_n = time.monotonic(), n
+            if callback:
+                callback(n)
         if n >= trials:
-            study.stop()
-
-    study.optimize(objective, n_trials=left, callbacks=[stop], catch=(Infeasible,),
-                   gc_after_trial=False)
-    return left
-
-
-def _jsonable(row: dict) -> dict:
-    out = {}
-    for k, v in row.items():
-        if hasattr(v, "item"):
-            v = v.item()
-        if isinstance(v, float) and not math.isfinite(v):
-            v = None if math.isnan(v) else (1e308 if v > 0 else -1e308)
-        out[k] = v
-    return out
-
-
-def _worker_entry(args):
-    problem, url, study_name, trials, seed, sampler = args
-    try:
-        worker(problem, url, study_name, trials, seed, sampler)
-        return ""
-    except KeyboardInterrupt:
-        return ""
-    except InputError as e:
-        return str(e)
+            return ran
+        running = sum(1 for t in trials_now if t.state == RUNNING and _live(t))
+        if n + running >= trials:  # the rest is being run elsewhere: wait for it
+            if time.monotonic() - last_news > WAIT_S:
+                log.warning("study %s: %d of %d trials finished; %d still running elsewhere "
+                            "after %d s without news", study_name, n, trials, running, WAIT_S)
+                return ran
+            fail_dead_trials(study)
+            time.sleep(POLL_S)
+            continue
+        study.optimize(objective, n_trials=1, catch=(Infeasible, Surplus),
+                       gc_after_trial=False)
+        ran += 1
 
 
 def run_search(problem: Problem, out_dir: Path, trials: int, seed: int | None = 0,
@@ -235,28 +294,22 @@ def run_search(problem: Problem, out_dir: Path, trials: int, seed: int | None = 
     """Run (or resume) the search; return (trials table, study name)."""
     url = storage or default_storage(out_dir)
     study_name = study_name or study_name_for(problem)
+    seeds = worker_seeds(seed, workers)
     # Open once here: a bad URL or an incompatible study fails before any worker starts.
-    st = open_storage(url, heartbeat=False)
-    study = _open_study(problem, st, study_name, None)
-    study.set_user_attr("spec", problem.spec.model_dump(mode="json"))
+    study = open_study(problem, open_storage(url), study_name, url)
+    fail_dead_trials(study)
     if progress:
         progress(_finished(study), trials)
     if workers <= 1:
-        worker(problem, url, study_name, trials, seed, sampler,
+        worker(problem, url, study_name, trials, seeds[0], sampler,
                callback=(lambda n: progress(n, trials)) if progress else None)
     else:
-        ctx = mp.get_context("spawn")
-        args = [(problem, url, study_name, trials, None if seed is None else seed + i,
-                 sampler) for i in range(workers)]
-        with ctx.Pool(workers) as pool:
-            res = pool.map_async(_worker_entry, args)
-            while not res.ready():
-                res.wait(0.5)
-                if progress:
-                    progress(_finished(study), trials)
-            errors = [e for e in res.get() if e]
+        args = [(problem, url, study_name, trials, s, sampler) for s in seeds]
+        errors = run_processes(worker, args, poll=(lambda: progress(_finished(study), trials))
+                               if progress else None)
         if errors:
             raise InputError(errors[0])
+    fail_dead_trials(study)
     df = trials_table(problem, study)
     if progress:
         progress(_finished(study), trials)
@@ -287,10 +340,45 @@ def trials_table(problem: Problem, study) -> pd.DataFrame:
     return df[first + [c for c in df.columns if c not in first]]
 
 
-def load_study_table(problem: Problem, url: str, study_name: str) -> pd.DataFrame:
-    st = open_storage(url, heartbeat=False)
+def load_study(url: str, study_name: str):
     try:
-        study = optuna.load_study(study_name=study_name, storage=st)
+        return optuna.load_study(study_name=study_name, storage=open_storage(url))
     except KeyError:
         raise InputError(f"no study {study_name} in {url}") from None
-    return trials_table(problem, study)
+
+
+def load_study_table(problem: Problem, url: str, study_name: str) -> pd.DataFrame:
+    return trials_table(problem, load_study(url, study_name))
+
+
+def importances(problem: Problem, study) -> pd.DataFrame:
+    """fANOVA importance of each parameter for each objective: the share of the objective's
+    variance over the simulated points that the parameter explains (each column sums to 1).
+
+    Computed over distinct points (a repeated point would weigh twice), feasible or not,
+    with Optuna's fANOVA evaluator (a seeded random forest: the same study gives the same
+    figures)."""
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    seen, trials = set(), []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        a = t.user_attrs.get("dlmsim") or {}
+        if a.get("point") not in seen:
+            seen.add(a.get("point"))
+            trials.append(t)
+    varied = [n for n in problem.spec.parameters if len({str(t.params.get(n)) for t in
+                                                         trials}) > 1]
+    if len(trials) < 2 or not varied:
+        raise InputError(f"study {study.study_name}: importances need at least 2 simulated "
+                         f"points that differ (it holds {len(trials)})")
+    tmp = optuna.create_study(directions=[d for d in study.directions])
+    tmp.add_trials(trials)
+    cols = {}
+    for i, o in enumerate(problem.spec.objectives):
+        imp = get_param_importances(tmp, evaluator=FanovaImportanceEvaluator(seed=0),
+                                    params=varied, target=lambda t, i=i: t.values[i],
+                                    normalize=True)
+        cols[o.column] = imp
+    df = pd.DataFrame(cols).reindex(list(problem.spec.parameters)).fillna(0.0)
+    df.index.name = "parameter"
+    return df.reset_index()

@@ -16,30 +16,38 @@ parameters:
   buffer.kib: {type: int, low: 256, high: 4096, log: true}   # grid: 256, 512, ... 4096
   clock_mhz: {type: float, low: 200, high: 300, step: 25}
   array.dataflow: [os, ws, auto]            # alias of array.policy
+  run.batch: [1, 4]                         # run parameters of every workload (run.KEY)
 objectives: [latency_run_s, dsp_used]       # or {metric, direction, workload}
 constraints: {fits: true, max_frac: {dsp: 0.75, bram36: 0.75}}
 ```
 
 `Problem` is a loaded spec plus the resolved base arch data: everything a worker process
-needs to evaluate a point (it pickles).
+needs to evaluate a point (it pickles). Grids are never built whole: `grid_size()` counts
+the points and `point(i)` decodes the i-th one (a sweep of a huge space is refused, a
+search samples it).
 """
 
 from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, FiniteFloat, PositiveInt, field_validator, model_validator
 
 from dlmsim.config import Strict, Version, config_hash, read_yaml, resolve, set_dotted
 from dlmsim.errors import InputError
 
 # Aliases accepted in specs for arch keys.
 ALIASES = {"array.dataflow": "array.policy"}
+RUN_PREFIX = "run."  # parameters named run.KEY set a run parameter of every workload
+MAX_AXIS = 1_000_000  # grid values of one parameter (num)
+MAX_SWEEP_POINTS = 1_000_000  # a sweep evaluates every point; beyond this, search
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 # Per-workload metrics (from SimResult.summary()); geometric mean over workloads unprefixed.
 WORKLOAD_METRICS = ("latency_run_s", "latency_forward_s", "latency_step_s", "tokens_per_s",
@@ -72,7 +80,7 @@ class IntRange(Strict):
     high: int
     step: PositiveInt | None = None  # grid and search step (default 1; not with log)
     log: bool = False  # grid: low, 2 low, 4 low, ... (or `num` geometric points)
-    num: PositiveInt | None = None
+    num: PositiveInt | None = Field(None, le=MAX_AXIS)
 
     @model_validator(mode="after")
     def _check(self):
@@ -81,29 +89,38 @@ class IntRange(Strict):
             raise ValueError("a log range takes no step (use num for the grid)")
         return self
 
-    def grid(self) -> list:
-        if self.log:
-            if self.num:
-                return sorted({round(v) for v in _geom(self.low, self.high, self.num)})
-            out, v = [], self.low
-            while v <= self.high:
-                out.append(v)
-                v *= 2
-            return out
-        step = self.step or 1
+    def size(self) -> int:
         if self.num:
-            return sorted({round(self.low + i * (self.high - self.low) / max(self.num - 1, 1))
-                           for i in range(self.num)})
-        return list(range(self.low, self.high + 1, step))
+            return len(self._listed())
+        if self.log:
+            return (self.high // self.low).bit_length()  # low * 2**i <= high
+        return (self.high - self.low) // (self.step or 1) + 1
+
+    def at(self, i: int):
+        if self.num:
+            return self._listed()[i]
+        if self.log:
+            return self.low * 2**i
+        return self.low + i * (self.step or 1)
+
+    def _listed(self) -> list[int]:
+        """The `num` grid values (deduplicated after rounding)."""
+        if self.log:
+            return sorted({round(v) for v in _geom(self.low, self.high, self.num)})
+        return sorted({round(self.low + i * (self.high - self.low) / max(self.num - 1, 1))
+                       for i in range(self.num)})
+
+    def grid(self) -> list:
+        return [self.at(i) for i in range(self.size())]
 
 
 class FloatRange(Strict):
     type: Literal["float"]
-    low: float
-    high: float
-    step: float | None = Field(None, gt=0)
+    low: FiniteFloat
+    high: FiniteFloat
+    step: FiniteFloat | None = Field(None, gt=0)
     log: bool = False
-    num: PositiveInt | None = None  # grid points (a sweep needs step or num)
+    num: PositiveInt | None = Field(None, le=MAX_AXIS)  # grid points (a sweep: step or num)
 
     @model_validator(mode="after")
     def _check(self):
@@ -114,16 +131,25 @@ class FloatRange(Strict):
             raise ValueError("a log range takes no step (use num for the grid)")
         return self
 
-    def grid(self) -> list:
+    def size(self) -> int:
+        if self.num:
+            return self.num
+        if self.step:
+            n = (self.high - self.low) / self.step
+            if not math.isfinite(n):
+                raise ValueError(f"step {self.step:g} is too small for the range")
+            return math.floor(n + 1e-9) + 1
+        raise ValueError("a float range needs step or num to be swept")
+
+    def at(self, i: int) -> float:
         if self.num:
             if self.log:
-                return _geom(self.low, self.high, self.num)
-            return [self.low + i * (self.high - self.low) / max(self.num - 1, 1)
-                    for i in range(self.num)]
-        if self.step:
-            n = math.floor((self.high - self.low) / self.step + 1e-9)
-            return [round(self.low + i * self.step, 12) for i in range(n + 1)]
-        raise ValueError("a float range needs step or num to be swept")
+                return _geom(self.low, self.high, self.num, i)
+            return self.low + i * (self.high - self.low) / max(self.num - 1, 1)
+        return round(self.low + i * self.step, 12)
+
+    def grid(self) -> list:
+        return [self.at(i) for i in range(self.size())]
 
 
 class Categorical(Strict):
@@ -140,6 +166,12 @@ class Categorical(Strict):
             raise ValueError(f"repeated values: {', '.join(dup)}")
         return v
 
+    def size(self) -> int:
+        return len(self.values)
+
+    def at(self, i: int):
+        return self.values[i]
+
     def grid(self) -> list:
         return list(self.values)
 
@@ -151,10 +183,11 @@ def _check_range(r) -> None:
         raise ValueError(f"a log range needs low > 0 (got {r.low:g})")
 
 
-def _geom(lo: float, hi: float, n: int) -> list[float]:
-    if n == 1:
-        return [lo]
-    return [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
+def _geom(lo: float, hi: float, n: int, i: int | None = None):
+    """n geometric points from lo to hi (or the i-th of them)."""
+    if i is not None:
+        return lo if n == 1 else lo * (hi / lo) ** (i / (n - 1))
+    return [_geom(lo, hi, n, k) for k in range(n)]
 
 
 Param = Annotated[IntRange | FloatRange | Categorical, Field(discriminator="type")]
@@ -177,9 +210,9 @@ class Objective(Strict):
 
 class Constraints(Strict):
     fits: bool = True  # the design fits the device
-    max_frac: dict[str, float] = Field(default_factory=dict)  # {dsp: 0.75}: utilisation caps
-    max: dict[str, float] = Field(default_factory=dict)  # any metric <= bound
-    min: dict[str, float] = Field(default_factory=dict)  # any metric >= bound
+    max_frac: dict[str, FiniteFloat] = Field(default_factory=dict)  # {dsp: 0.75}: caps
+    max: dict[str, FiniteFloat] = Field(default_factory=dict)  # any metric <= bound
+    min: dict[str, FiniteFloat] = Field(default_factory=dict)  # any metric >= bound
 
     @model_validator(mode="after")
     def _check(self):
@@ -220,7 +253,8 @@ class SearchOptions(Strict):
     trials: PositiveInt = 100
     sampler: Literal["auto", "nsga2", "tpe", "random"] = "auto"
     population: PositiveInt | None = None  # NSGA-II population (default: fits the budget)
-    seed: int = 0
+    # None: each process draws its own (shared studies); a number: reproducible, one process
+    seed: int | None = Field(None, ge=0, lt=2**32)
 
 
 class Spec(Strict):
@@ -234,6 +268,14 @@ class Spec(Strict):
     objectives: list[Objective] = Field(min_length=1)
     constraints: Constraints = Constraints()
     search: SearchOptions = SearchOptions()
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v):
+        if not NAME_RE.fullmatch(v):
+            raise ValueError(f"'{v}': a name is letters, digits, '.', '_' and '-' (up to 100, "
+                             "not starting with '.' or '-'): it names the results directory")
+        return v
 
     @field_validator("workloads", mode="before")
     @classmethod
@@ -287,37 +329,67 @@ class Problem:
         return [m.removeprefix("accuracy_") for m in used if m.startswith("accuracy_")]
 
     def arch_data(self, params: dict[str, Any]) -> dict:
-        """The full arch YAML data of a point: base, then the spec's `set`, then params."""
+        """The full arch YAML data of a point: base, then the spec's `set`, then params
+        (run parameters left out)."""
         from dlmsim.arch import _defaults_tree
 
         data = _copy(self.base_data)
         tree = _defaults_tree(data)
         for k, v in {**self.spec.set, **params}.items():
-            set_dotted(data, ALIASES.get(k, k), v, tree)
+            if not k.startswith(RUN_PREFIX):
+                set_dotted(data, ALIASES.get(k, k), v, tree)
         return data
 
-    def grid(self) -> list[dict[str, Any]]:
-        """Every point of the grid, in a fixed order (the first parameter varies slowest)."""
-        import itertools
+    def run_overrides(self, w: WorkloadRun, params: dict[str, Any]) -> dict[str, Any]:
+        """A workload's run parameters at a point: the spec's, then run.KEY parameters."""
+        return {**w.overrides(), **{k.removeprefix(RUN_PREFIX): v for k, v in params.items()
+                                    if k.startswith(RUN_PREFIX)}}
 
-        names = list(self.spec.parameters)
-        values = []
-        for n in names:
-            try:
-                values.append(self.spec.parameters[n].grid())
-            except ValueError as e:
-                raise InputError(f"{self.source}: parameters.{n}: {e}") from None
-        return [dict(zip(names, combo)) for combo in itertools.product(*values)]
+    def grid_size(self) -> int:
+        """Points in the grid, counted without building it."""
+        return math.prod(self._axis(n).size() for n in self.spec.parameters)
+
+    def _axis(self, name: str):
+        p = self.spec.parameters[name]
+        try:
+            p.size()
+        except ValueError as e:
+            raise InputError(f"{self.source}: parameters.{name}: {e}") from None
+        return p
+
+    def point(self, index: int) -> dict[str, Any]:
+        """The grid point of an index (the first parameter varies slowest)."""
+        out = {}
+        for n in reversed(self.spec.parameters):
+            p = self._axis(n)
+            index, i = divmod(index, p.size())
+            out[n] = p.at(i)
+        return dict(reversed(list(out.items())))
+
+    def sweep_size(self) -> int:
+        """The grid size, refused with one line when it is empty or too big to sweep."""
+        n = self.grid_size()
+        if n > MAX_SWEEP_POINTS:
+            raise InputError(f"{self.source}: the grid has {n:,} points; a sweep evaluates "
+                             f"every one (at most {MAX_SWEEP_POINTS:,}): narrow the ranges "
+                             "or run `dlmsim search`, which samples the space")
+        return n
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Every point of the grid, in index order (a sweep-sized grid only)."""
+        return [self.point(i) for i in range(self.sweep_size())]
 
     def point_id(self, params: dict[str, Any]) -> str:
         """Hash of everything a point's metrics depend on (resumed sweeps skip known ids)."""
-        ws = [{"name": w.name, **w.overrides()} for w in self.spec.workloads]
+        ws = [{"name": w.name, **self.run_overrides(w, params)} for w in self.spec.workloads]
         return config_hash({"arch": self.arch_data(params), "workloads": ws,
                             "accuracy": sorted(self.accuracy_keys), "eval": 1}, n=12)
 
     def spec_hash(self) -> str:
-        return config_hash({"spec": self.spec.model_dump(mode="json", exclude={"search"}),
-                            "base": self.base_data}, n=8)
+        """Hash of what the study's trials depend on (not the description or search
+        options)."""
+        dump = self.spec.model_dump(mode="json", exclude={"search", "description"})
+        return config_hash({"spec": dump, "base": self.base_data}, n=8)
 
 
 def _copy(d):
@@ -379,7 +451,7 @@ def check_spec(spec: Spec, src: str) -> Problem:
     """Cross checks: arch paths exist, values are valid for their keys, metrics are known."""
     from pydantic import ValidationError
 
-    from dlmsim.arch import Accelerator, _defaults_tree
+    from dlmsim.arch import Accelerator, _defaults_tree, load_device
     from dlmsim.workloads import load_workload_config
 
     base_path = resolve("arch", spec.base, "arch")
@@ -387,7 +459,7 @@ def check_spec(spec: Spec, src: str) -> Problem:
     problem = Problem(spec=spec, source=src, base_data=base, base_source=str(base_path))
 
     tree = _defaults_tree(base)
-    names = list(spec.parameters)
+    names = [n for n in spec.parameters if not n.startswith(RUN_PREFIX)]
     targets: dict[str, str] = {}
     for n in list(spec.set) + names:
         real = ALIASES.get(n, n)
@@ -406,12 +478,9 @@ def check_spec(spec: Spec, src: str) -> Problem:
     # Each value alone on the base must be a valid value for its key (type, allowed set);
     # invalid combinations are left to the points (infeasible, with the reason).
     checks = [(f"set.{n}", n, [v]) for n, v in spec.set.items()]
-    for n, p in spec.parameters.items():
-        try:
-            vals = p.grid()
-        except ValueError:
-            vals = [p.low, p.high]
-        checks.append((f"parameters.{n}", n, vals))
+    checks += [(f"parameters.{n}", n, _sample(spec.parameters[n])) for n in names]
+    if "device" not in spec.set and "device" not in names:
+        checks.append(("base", "device", [base.get("device")]))
     for where, n, vals in checks:
         real = ALIASES.get(n, n)
         for v in vals:
@@ -419,6 +488,10 @@ def check_spec(spec: Spec, src: str) -> Problem:
             set_dotted(data, real, v, tree)
             try:
                 Accelerator.model_validate(data)
+                if real == "device":
+                    load_device(v)
+            except InputError as e:
+                raise InputError(f"{src}: {where}: value {v!r}: {e}") from None
             except ValidationError as e:
                 for er in e.errors():
                     loc = ".".join(str(x) for x in er["loc"] if not str(x).startswith("func"))
@@ -429,8 +502,15 @@ def check_spec(spec: Spec, src: str) -> Problem:
     if len(set(labels)) != len(labels):
         raise InputError(f"{src}: workloads: two workloads share a label; give each a "
                          "distinct `label`")
+    runs = [n for n in spec.parameters if n.startswith(RUN_PREFIX)]
     for w in spec.workloads:
         load_workload_config(w.name, **w.overrides())
+        for n in runs:
+            for v in _sample(spec.parameters[n]):
+                try:
+                    load_workload_config(w.name, **problem.run_overrides(w, {n: v}))
+                except InputError as e:
+                    raise InputError(f"{src}: parameters.{n}: value {v!r}: {e}") from None
 
     known = known_metrics(labels)
     for o in spec.objectives:
@@ -456,6 +536,17 @@ def check_spec(spec: Spec, src: str) -> Problem:
     return problem
 
 
+def _sample(p, every: int = 64) -> list:
+    """The values of a parameter checked at load: all of a short axis, else its ends and
+    middle (a huge range is never listed)."""
+    try:
+        n = p.size()
+    except ValueError:
+        return [p.low, p.high]
+    idx = range(n) if n <= every else sorted({0, 1, n // 2, n - 2, n - 1})
+    return [p.at(i) for i in idx]
+
+
 # ---------------------------------------------------------------------- labels with units
 _RESOURCE_UNITS = {"dsp": "DSP slices", "bram36": "BRAM36 blocks", "uram": "URAM blocks",
                    "lut": "LUTs", "ff": "flip-flops"}
@@ -465,7 +556,9 @@ _PARAM_UNITS = {"array.rows": "PEs", "array.cols": "PEs", "bits.weights": "bits"
                 "sfu.lanes": "lanes", "sfu.elems_per_lane": "elements/lane/cycle",
                 "sfu.bits": "bits", "clock_mhz": "MHz", "memory.ports": "ports",
                 "memory.port_bits": "bits", "memory.peak_gbps": "GB/s",
-                "array.switch_cycles": "cycles", "memory.latency_ns": "ns"}
+                "array.switch_cycles": "cycles", "memory.latency_ns": "ns",
+                "run.batch": "sequences", "run.seq_len": "tokens", "run.steps": "steps",
+                "run.gen_len": "tokens"}
 
 
 def metric_label(name: str) -> str:

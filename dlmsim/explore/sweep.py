@@ -1,28 +1,38 @@
-"""Grid sweeps: every point of a spec's grid, in parallel, resumable, into one table.
+"""Grid sweeps: every point of a spec's grid, by any number of processes and machines.
+
+The points are claimed from a table in a database (`dlmsim.explore.claims`): by default an
+SQLite file `sweep.db` in the output directory; `storage=` takes the same RDB URLs as a
+search, so N machines pointed at one PostgreSQL finish one grid with each point evaluated
+once. Processes here (`jobs`) and elsewhere claim points one at a time; a killed run leaves
+its points running, and the next run (or any other worker, once their heartbeat stops)
+puts them back. Points already in an older results table are adopted as done.
 
 The table (`results.parquet` or `results.csv` in the output directory) has one row per
 point: every parameter, every metric, `feasible` and the `reason` when infeasible. It is
-rewritten atomically every couple of seconds while the sweep runs, so a killed sweep keeps
-what it finished; a re-run skips every point whose id (a hash of the point's full arch
-config and workloads) is already in the table and re-judges all rows against the spec's
-current constraints.
+rewritten atomically every couple of seconds while the sweep runs; a re-run evaluates only
+points not done yet and re-judges all rows against the spec's current constraints.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from dlmsim.config import write_atomic
+from dlmsim.config import config_hash, write_atomic
 from dlmsim.errors import InputError
-from dlmsim.explore.evaluate import evaluate_point, judge
+from dlmsim.explore import claims
+from dlmsim.explore.evaluate import evaluate_point, jsonable, judge
 from dlmsim.explore.spec import Problem
+from dlmsim.explore.storage import is_journal
+from dlmsim.explore.workers import owner, run_processes
+
+POLL_S = 0.5
 
 TABLE_NAMES = ("results.parquet", "results.csv")
 
@@ -105,82 +115,131 @@ def _clean(r: dict) -> dict:
     return r
 
 
-def _eval_many(problem: Problem, items: list[tuple[int, dict]]) -> list[dict]:
-    out = []
-    for i, p in items:
-        row = evaluate_point(problem, p)
-        row["index"] = i
-        out.append(row)
-    return out
+def default_sweep_storage(out_dir: Path) -> str:
+    return f"sqlite:///{Path(out_dir).resolve() / 'sweep.db'}"
+
+
+def sweep_key(problem: Problem) -> str:
+    """The grid's name in the claim table: what its point ids depend on (not objectives,
+    constraints or description, so a re-run with new constraints finds its points)."""
+    s = problem.spec
+    blob = {"base": problem.base_data, "set": s.set, "workloads": [w.model_dump(mode="json")
+            for w in s.workloads], "parameters": {k: v.model_dump(mode="json") for k, v in
+                                                  s.parameters.items()},
+            "accuracy": sorted(problem.accuracy_keys)}
+    return f"{problem.name}-{config_hash(blob, n=10)}"
+
+
+def sweep_worker(problem: Problem, url: str, key: str,
+                 on_done: Callable[[], Any] | None = None) -> int:
+    """Claim and evaluate points of the sweep until none is left; return how many."""
+    engine = claims.open_claims(url)
+    me = owner()
+    watch = claims.Watch()
+    n = 0
+    with claims.heartbeat(engine, me):
+        try:
+            while True:
+                got = claims.claim(engine, key, me)
+                if got is not None:
+                    idx, pid = got
+                    row = jsonable(evaluate_point(problem, problem.point(idx)))
+                    claims.finish(engine, pid, me, row)
+                    n += 1
+                    if on_done:
+                        on_done()
+                    continue
+                if not claims.counts(engine, key).get("running"):
+                    return n
+                watch.reclaim(engine, key, me)  # others' points: wait, or take back
+                time.sleep(POLL_S)
+        except BaseException:
+            claims.release(engine, me)
+            raise
+        finally:
+            engine.dispose()
 
 
 def run_sweep(problem: Problem, out_dir: Path, jobs: int = 1, fmt: str = "parquet",
               progress: Callable[[int, int], Any] | None = None,
-              flush_s: float = 2.0) -> pd.DataFrame:
-    """Evaluate every grid point not already in `out_dir`'s table; return the whole table.
+              flush_s: float = 2.0, storage: str | None = None) -> pd.DataFrame:
+    """Evaluate every grid point not done yet (here and on other machines sharing
+    `storage`); return the whole table, rows ordered by grid index.
 
-    `progress(done, total)` is called as points finish. Rows are ordered by grid index.
+    `progress(done, total)` is called as points finish.
     """
     out_dir = Path(out_dir)
     path = results_path(out_dir, fmt)
-    grid = problem.grid()
-    if not grid:
-        raise InputError(f"{problem.source}: the grid is empty")
-    ids = [problem.point_id(p) for p in grid]
-    have = pd.DataFrame()
-    for n in TABLE_NAMES:
+    total = problem.sweep_size()
+    url = storage or default_sweep_storage(out_dir)
+    if is_journal(url):
+        raise InputError(f"storage {url}: a sweep claims its points in a database table; "
+                         "give an RDB URL (sqlite:///FILE, postgresql://...), not a journal")
+    engine = claims.open_claims(url)
+    key = sweep_key(problem)
+    claims.register(engine, key, ((i, problem.point_id(problem.point(i)))
+                                  for i in range(total)), total)
+    for n in TABLE_NAMES:  # an older table: its points count as done
         if (out_dir / n).is_file():
-            have = read_table(out_dir / n)
+            old = read_table(out_dir / n)
+            if "point" in old and len(old):
+                claims.adopt(engine, [_plain_row(r) for r in old.drop_duplicates("point")
+                                      .to_dict("records")])
             break
-    if not have.empty and "point" in have:
-        have = have[have["point"].isin(set(ids))].drop_duplicates("point")
-        index_of = {pid: i for i, pid in enumerate(ids)}
-        have = have.assign(index=have["point"].map(index_of))
-    done = set(have["point"]) if not have.empty else set()
-    todo = [(i, p) for i, (p, pid) in enumerate(zip(grid, ids)) if pid not in done]
-    rows: list[dict] = have.to_dict("records") if not have.empty else []
-    total = len(grid)
-    if progress:
-        progress(len(rows), total)
+    claims.Watch().reclaim(engine, key, owner())  # points of killed runs here, at once
+    last = [time.monotonic()]
 
-    last = time.monotonic()
+    def done() -> int:
+        return claims.counts(engine, key).get("done", 0)
 
-    def flush(final: bool = False):
-        df = pd.DataFrame(rows).sort_values("index").reset_index(drop=True)
-        df = with_judgement(problem, df)
-        write_table(_ordered(problem, df), path)
+    def tick(final: bool = False):
+        if progress:
+            progress(done(), total)
+        if final or time.monotonic() - last[0] > flush_s:
+            last[0] = time.monotonic()
+            return flush()
+
+    def flush() -> pd.DataFrame:
+        df = table(problem, claims.done_rows(engine, key))
+        write_table(df, path)
         return df
 
-    if todo:
-        batch = max(1, min(8, len(todo) // (4 * max(jobs, 1)) or 1))
-        chunks = [todo[k:k + batch] for k in range(0, len(todo), batch)]
+    try:
+        tick()
         if jobs <= 1:
-            for ch in chunks:
-                rows += _eval_many(problem, ch)
-                if progress:
-                    progress(len(rows), total)
-                if time.monotonic() - last > flush_s:
-                    flush()
-                    last = time.monotonic()
+            sweep_worker(problem, url, key, on_done=tick)
         else:
-            with ProcessPoolExecutor(max_workers=jobs) as ex:
-                futs = [ex.submit(_eval_many, problem, ch) for ch in chunks]
-                try:
-                    for f in as_completed(futs):
-                        rows += f.result()
-                        if progress:
-                            progress(len(rows), total)
-                        if time.monotonic() - last > flush_s:
-                            flush()
-                            last = time.monotonic()
-                except BaseException:
-                    for f in futs:
-                        f.cancel()
-                    if rows:
-                        flush()
-                    raise
-    df = flush(final=True)
+            errors = run_processes(sweep_worker, [(problem, url, key)] * jobs, poll=tick)
+            if errors:
+                raise InputError(errors[0])
+        return tick(final=True)
+    except BaseException:
+        if done():
+            flush()
+        raise
+    finally:
+        engine.dispose()
+
+
+def table(problem: Problem, rows: list[tuple[int, dict]]) -> pd.DataFrame:
+    """The results table from (grid index, stored row): the parameters as this spec names
+    them (a point may have been evaluated for another spec), judged by its constraints."""
+    out = []
+    for idx, row in rows:
+        params = problem.point(idx)
+        r = {k: v for k, v in row.items() if k not in json.loads(row.get("params") or "{}")}
+        r = {k: (math.nan if v is None and k != "error" else v) for k, v in r.items()}
+        out.append({"index": idx, **r, **params, "params": json.dumps(params, sort_keys=True)})
+    if not out:
+        return pd.DataFrame(columns=["index", "point", "feasible", "reason"])
+    df = with_judgement(problem, pd.DataFrame(out))
     return _ordered(problem, df)
+
+
+def _plain_row(r: dict) -> dict:
+    """A row read back from a results table, as stored rows are (JSON values)."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else
+                v.item() if hasattr(v, "item") else v) for k, v in r.items()}
 
 
 def _ordered(problem: Problem, df: pd.DataFrame) -> pd.DataFrame:
