@@ -135,10 +135,10 @@ def _start(out_dir: Path) -> Path:
     show the explore notes (a repaired storage, trials failed after a kill) on stderr."""
     import logging
 
-    from dlmsim.config import writable_dir
+    from dlmsim.config import check_writable
     from dlmsim.explore.workers import clean_stale_temps
 
-    writable_dir(out_dir)
+    check_writable(out_dir, is_dir=True)
     for d in (out_dir, out_dir / "pareto"):
         clean_stale_temps(d)
     lg = logging.getLogger("dlmsim.explore")
