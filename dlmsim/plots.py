@@ -118,14 +118,17 @@ def color_column(df: pd.DataFrame) -> str | None:
 def pareto(df: pd.DataFrame, path, x: str = "dsp_used", y: str = "latency_run_s",
            color: str | None = None, senses: Sequence[str] = ("minimize", "minimize"),
            title: str | None = None) -> Path:
-    """y against x for every point; feasible points coloured by `color` (default: bit
-    widths or dataflow), infeasible ones grey, the feasible Pareto front highlighted."""
+    """y against x for every point (each distinct design once: a search's repeats are
+    dropped); feasible points coloured by `color` (default: bit widths or dataflow),
+    infeasible ones grey, the feasible Pareto front highlighted. Legend counts are points."""
     path = check_figure_path(path)
     for c in (x, y):
         _need_numbers(df, c)
     color = color or color_column(df)
     if color is not None and color not in df:
         raise InputError(f"no column '{color}' to colour by")
+    if "point" in df:  # a search repeats points: draw and count each design once
+        df = df.drop_duplicates("point")
     feas = df["feasible"].astype(bool) if "feasible" in df else pd.Series(True, df.index)
     has = np.isfinite(pd.to_numeric(df[x], errors="coerce")) & \
         np.isfinite(pd.to_numeric(df[y], errors="coerce"))
@@ -134,7 +137,7 @@ def pareto(df: pd.DataFrame, path, x: str = "dsp_used", y: str = "latency_run_s"
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
         if len(bad):
             ax.scatter(bad[x], bad[y], s=14, marker="x", color="0.65", linewidths=0.8,
-                       label=f"infeasible ({len(bad)})", zorder=1)
+                       label=f"infeasible ({_points(len(bad))})", zorder=1)
         if color and len(ok):
             cats = sorted(ok[color].astype(str).unique(), key=_natural)
             cmap = plt.get_cmap("tab10" if len(cats) <= 10 else "tab20")
@@ -153,7 +156,7 @@ def pareto(df: pd.DataFrame, path, x: str = "dsp_used", y: str = "latency_run_s"
                     if senses[1] == "minimize" and senses[0] == "minimize" else "default",
                     zorder=3)
             ax.scatter(fr[x], fr[y], s=70, facecolors="none", edgecolors="k", linewidths=1.4,
-                       label=f"Pareto front ({len(fr)})", zorder=4)
+                       label=f"Pareto front ({_points(len(fr))})", zorder=4)
         all_pts = pd.concat([ok, bad])
         _log_if_wide(ax, "x", all_pts[x])
         _log_if_wide(ax, "y", all_pts[y])
@@ -163,6 +166,10 @@ def pareto(df: pd.DataFrame, path, x: str = "dsp_used", y: str = "latency_run_s"
             ax.set_title(title)
         ax.legend(title=metric_label(color) if color else None, loc="best", framealpha=0.9)
         return _save(fig, path)
+
+
+def _points(n: int) -> str:
+    return f"{n} point" if n == 1 else f"{n} points"
 
 
 def _short(v: str) -> str:
@@ -189,6 +196,8 @@ def sweep(df: pd.DataFrame, path, y: str = "latency_run_s", params: Sequence[str
         [p for p in params if p in df]
     if not params:
         raise InputError("no swept parameter columns in the results")
+    if "point" in df:  # a search repeats points: draw and count each design once
+        df = df.drop_duplicates("point")
     feas = df["feasible"].astype(bool) if "feasible" in df else pd.Series(True, df.index)
     ok = df[feas & np.isfinite(pd.to_numeric(df[y], errors="coerce"))]
     n = len(params)

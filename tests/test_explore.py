@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -9,9 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import pandas as pd
 import pytest
-import yaml
+from conftest import TINY_RUN, tiny, write_spec
 
 import dlmsim
 from dlmsim.config import bundled_dir
@@ -20,27 +22,6 @@ from dlmsim.explore import front, load_spec, read_table, run_sweep, spec_from_da
 from dlmsim.explore.pareto import compare, hypervolume, pareto_mask, write_front
 
 DLMSIM = [sys.executable, "-m", "dlmsim"]  # the CLI of the running interpreter
-TINY_RUN = {"name": "mdlm-tiny", "batch": 1, "seq_len": 64, "steps": 8}
-
-
-def tiny(**over) -> dict:
-    """A spec small enough for tests: 8 points on mdlm-tiny (B 1, L 64, T 8)."""
-    data = {
-        "version": 1, "name": "tiny", "base": "sda-style-2048-zcu102",
-        "workloads": [TINY_RUN],
-        "parameters": {"array.rows": [8, 16], "array.cols": [8, 16],
-                       "bits.weights": [4, 8]},
-        "objectives": ["latency_run_s", "dsp_used"],
-        "constraints": {"fits": True, "max_frac": {"dsp": 0.75}},
-    }
-    data.update(over)
-    return data
-
-
-def write_spec(tmp_path: Path, data: dict, name: str = "spec.yaml") -> Path:
-    p = tmp_path / name
-    p.write_text(yaml.safe_dump(data, sort_keys=False))
-    return p
 
 
 # ---------------------------------------------------------------------------------- specs
@@ -310,3 +291,234 @@ def test_accuracy_objective(tmp_path, monkeypatch):
     assert set(df["accuracy_top1"]) == {0.75, 0.875}
     fr = front(df, p)
     assert set(fr["bits.weights"]) >= {8}
+
+
+# ------------------------------------------------------------------ faults and sharing
+def test_study_reused_with_another_spec_is_refused(tmp_path):
+    from dlmsim.explore.search import run_search
+
+    url = f"journal:{tmp_path / 'study.log'}"
+    run_search(spec_from_data(tiny()), tmp_path, trials=3, seed=0, storage=url,
+               study_name="s")
+    for other in (tiny(parameters={"array.rows": [8, 32], "array.cols": [8, 16],
+                                   "bits.weights": [4, 8]}),
+                  tiny(workloads=[{**TINY_RUN, "batch": 2}])):
+        with pytest.raises(InputError, match="study s in journal:.* holds trials of another "
+                           "spec .tiny, hash [0-9a-f]{8}; this spec's is [0-9a-f]{8}.; give "
+                           "another --study name"):
+            run_search(spec_from_data(other), tmp_path, trials=6, storage=url, study_name="s")
+    again, _ = run_search(spec_from_data(tiny(description="edited")), tmp_path, trials=4,
+                          storage=url, study_name="s")  # the description is not the spec
+    assert len(again) == 4
+
+
+def test_workers_share_points_and_stop_at_the_total(tmp_path):
+    """2 processes, random sampler, 8 points, 30 trials: exactly 30 finish (not 31), each
+    point is simulated once across both processes, and each process drew its own seed."""
+    from dlmsim.explore.search import run_search
+
+    p = spec_from_data(tiny())
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    df, name = run_search(p, tmp_path, trials=30, seed=None, storage=url, workers=2,
+                          sampler="random")
+    assert len(df) == 30
+    simulated = df[~df["repeat"]]
+    assert simulated["point"].is_unique and set(simulated["point"]) == set(df["point"])
+    study = optuna.load_study(study_name=name, storage=url)
+    seeds = {t.user_attrs["dlmsim"]["seed"] for t in study.get_trials() if "dlmsim" in
+             t.user_attrs}
+    assert len(seeds) == 2
+    assert all(t.state.name != "RUNNING" for t in study.get_trials())
+
+
+def test_trials_left_running_by_a_kill_are_failed_on_resume(tmp_path):
+    """Journal storages have no heartbeat: a trial of a killed process stayed RUNNING for
+    ever. Its owner is gone, so the next run fails it and runs the point again."""
+    from dlmsim.explore.search import open_study, run_search
+    from dlmsim.explore.storage import open_storage
+
+    p = spec_from_data(tiny())
+    url = f"journal:{tmp_path / 'study.log'}"
+    study = open_study(p, open_storage(url), "s", url)
+    code = "from dlmsim.explore.workers import owner; print(owner())"
+    dead = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    killed = study.ask()
+    killed.set_user_attr("dlmsim_owner", dead)
+    df, _ = run_search(p, tmp_path, trials=3, seed=0, storage=url, study_name="s")
+    states = {t.number: t.state.name for t in study.get_trials()}
+    assert states[killed.number] == "FAIL" and "RUNNING" not in states.values()
+    assert len(df) == 3 and killed.number not in set(df["trial"])
+
+
+def test_front_is_written_as_one_unit(tmp_path, monkeypatch):
+    """A kill while the front is written leaves the previous front whole (its table and its
+    arch files agree), never a table whose arch files are gone."""
+    import dlmsim.explore.pareto as pa
+    from dlmsim.explore.workers import clean_stale_temps
+
+    p = spec_from_data(tiny())
+    df = run_sweep(p, tmp_path / "s")
+    write_front(p, df, tmp_path)
+    before = sorted(f.name for f in (tmp_path / "pareto").iterdir())
+    calls = []
+
+    def dies(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # stands for the kill
+        return real(*a, **k)
+
+    real = pa.export_arch
+    monkeypatch.setattr(pa, "export_arch", dies)
+    with pytest.raises(KeyboardInterrupt):
+        write_front(spec_from_data(tiny(objectives=["latency_run_s", "lut_used"])), df,
+                    tmp_path)
+    assert sorted(f.name for f in (tmp_path / "pareto").iterdir()) == before
+    table = pd.read_csv(tmp_path / "pareto" / "pareto.csv")
+    assert sorted(table["arch"] + ".yaml") == [n for n in before if n.endswith(".yaml")]
+    assert not clean_stale_temps(tmp_path)  # nothing left behind, even by the interruption
+    assert [f.name for f in tmp_path.iterdir() if f.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("cmd", ["search", "sweep"])
+def test_unwritable_output_fails_before_any_work(tmp_path, cmd):
+    spec = write_spec(tmp_path, tiny())
+    (tmp_path / "file").write_text("x")
+    for out, msg in ((tmp_path / "file", "it is a file, not a directory"),
+                     (tmp_path / "file" / "sub", "is a file, not a directory")):
+        t0 = time.monotonic()
+        r = subprocess.run(DLMSIM + [cmd, str(spec), "-o", str(out)], capture_output=True,
+                           text=True, check=False)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1 and msg in r.stderr, r.stderr
+        assert time.monotonic() - t0 < 20
+    assert not list(tmp_path.glob("**/*.db"))
+
+
+# ------------------------------------------------------------------------ spec checks
+def test_huge_grid_is_counted_not_built(tmp_path):
+    """10^12 values of one parameter: the spec loads at once, a sweep is refused in one
+    line, a search samples the space without a grid."""
+    from dlmsim.explore.search import run_search
+
+    big = {"array.switch_cycles": {"type": "int", "low": 0, "high": 10**12},
+           "array.rows": [8, 16]}
+    t0 = time.monotonic()
+    p = spec_from_data(tiny(parameters=big))
+    assert p.grid_size() == 2 * (10**12 + 1)
+    assert p.point(2 * 10**12 + 1) == {"array.switch_cycles": 10**12, "array.rows": 16}
+    assert time.monotonic() - t0 < 5
+    with pytest.raises(InputError, match="the grid has 2,000,000,000,002 points; a sweep "
+                       "evaluates every one .at most 1,000,000.: narrow the ranges or run "
+                       "`dlmsim search`"):
+        run_sweep(p, tmp_path)
+    df, _ = run_search(p, tmp_path, trials=3, seed=0)
+    assert len(df) == 3
+
+
+@pytest.mark.parametrize("over, match", [
+    ({"constraints": {"max": {"latency_run_s": float("nan")}}},
+     "constraints.max.latency_run_s: .*finite"),
+    ({"name": "../../escape"}, "name: '../../escape': a name is letters, digits"),
+    ({"set": {"device": "nosuch"}}, "set.device: value 'nosuch': unknown device 'nosuch'"),
+    ({"parameters": {"device": ["zcu102", "nosuch"]}},
+     "parameters.device: value 'nosuch': unknown device"),
+    ({"parameters": {"run.batch": [1, 0]}}, "parameters.run.batch: value 0"),
+    ({"search": {"seed": -1}}, "search.seed"),
+])
+def test_spec_errors_are_one_line(over, match):
+    with pytest.raises(InputError, match=match):
+        spec_from_data(tiny(**over))
+
+
+def test_run_parameters_sweep_beside_arch_keys(tmp_path):
+    p = spec_from_data(tiny(parameters={"array.rows": [8, 16], "run.batch": [1, 2],
+                                        "run.seq_len": [32, 64]}))
+    df = run_sweep(p, tmp_path)
+    assert len(df) == 8 and df["point"].is_unique
+    one = df[(df["array.rows"] == 8) & (df["run.seq_len"] == 64)].set_index("run.batch")
+    # The same design on twice the batch: more time per run, more tokens per run.
+    assert one.loc[2, "latency_run_s"] > one.loc[1, "latency_run_s"]
+    trace = dlmsim.load_workload("mdlm-tiny", batch=2, seq_len=32, steps=8)
+    arch = dlmsim.load_arch("sda-style-2048-zcu102", **{"array.rows": 16})
+    row = df[(df["array.rows"] == 16) & (df["run.batch"] == 2) & (df["run.seq_len"] == 32)]
+    assert row["latency_run_s"].item() == pytest.approx(dlmsim.simulate(arch, trace).seconds)
+
+
+def test_infeasible_reasons_print_numbers():
+    from dlmsim.explore.sweep import summarize
+
+    p = spec_from_data(tiny(constraints={"max": {"latency_run_s": 1e-9}}))
+    rows = pd.DataFrame([{"feasible": False, "reason": "latency_run_s 0.25 > max 1e-09"},
+                         {"feasible": False, "reason": "latency_run_s 1.5 > max 1e-09"},
+                         {"feasible": True, "reason": ""}])
+    line = summarize(p, rows)
+    assert line == "3 points, 1 feasible; infeasible: latency_run_s 0.25 to 1.5 > max " \
+        "1e-09 (2 points)"
+
+
+def test_importances_of_a_search(tmp_path):
+    r = subprocess.run(DLMSIM + ["search", str(write_spec(tmp_path, tiny())), "--trials",
+                                 "14", "--seed", "0", "-o", str(tmp_path / "o"),
+                                 "--no-plots", "--importances"],
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "parameter importances (fANOVA" in r.stdout
+    imp = pd.read_csv(tmp_path / "o" / "importances.csv")
+    assert list(imp["parameter"]) == ["array.rows", "array.cols", "bits.weights"]
+    for c in ("latency_run_s", "dsp_used"):
+        assert imp[c].sum() == pytest.approx(1.0) and (imp[c] >= 0).all()
+
+
+# ------------------------------------------------------------------ sweeps on storages
+def _points(url: str) -> pd.DataFrame:
+    import sqlalchemy as sa
+
+    with sa.create_engine(url).connect() as c:
+        return pd.read_sql("SELECT point, state, evals FROM dlmsim_points", c)
+
+
+def test_two_sweep_processes_share_one_grid(tmp_path):
+    spec = write_spec(tmp_path, tiny(parameters={"array.rows": [8, 16, 32],
+                                                 "array.cols": [8, 16, 32, 64],
+                                                 "bits.weights": [4, 8]}))
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    procs = [subprocess.Popen(DLMSIM + ["sweep", str(spec), "--storage", url, "-o",
+                                        str(tmp_path / f"m{i}"), "--no-plots"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    for pr in procs:
+        _, e = pr.communicate(timeout=300)
+        assert pr.returncode == 0, e
+    pts = _points(url)
+    assert len(pts) == 24 and (pts["state"] == "done").all() and (pts["evals"] == 1).all()
+    a, b = (read_table(tmp_path / f"m{i}") for i in range(2))
+    assert len(a) == len(b) == 24
+    pd.testing.assert_frame_equal(a[["point", "latency_run_s"]], b[["point", "latency_run_s"]])
+
+
+def test_sweep_resumes_after_kill_without_losing_or_repeating(tmp_path):
+    spec = write_spec(tmp_path, tiny(parameters={"array.rows": [8, 16, 32],
+                                                 "array.cols": [8, 16, 32, 64],
+                                                 "bits.weights": [4, 8],
+                                                 "buffer.kib": [512, 1024]}))
+    out = tmp_path / "out"
+    url = f"sqlite:///{out / 'sweep.db'}"
+    cmd = DLMSIM + ["sweep", str(spec), "-j", "2", "-o", str(out), "--no-plots"]
+    with open(tmp_path / "log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            with contextlib.suppress(Exception):  # the database is still being made
+                if (_points(url)["state"] == "done").sum() >= 6:
+                    break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    mid = _points(url)
+    assert 6 <= (mid["state"] == "done").sum() < 48, (tmp_path / "log").read_text()
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    pts = _points(url)
+    assert len(pts) == 48 and (pts["state"] == "done").all() and (pts["evals"] == 1).all()
+    assert len(read_table(out)) == 48

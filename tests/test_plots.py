@@ -149,3 +149,21 @@ def test_results_figures_are_titled_with_the_spec(sweep_dir, tmp_path, monkeypat
         r = CliRunner().invoke(app, ["plot", kind, str(sweep_dir), "-o", str(tmp_path / "f.png")])
         assert r.exit_code == 0, r.output
     assert seen == {"pareto": "tiny", "sweep": "tiny"}
+
+
+def test_pareto_legend_counts_points_not_trials(tmp_path, monkeypatch):
+    """A search table holds each point once per trial that proposed it; the legend counts
+    designs: 3 points, 2 on the front and 1 infeasible, asked 4 times each."""
+    rows = [{"point": "a", "dsp_used": 10, "latency_run_s": 3.0, "feasible": True},
+            {"point": "b", "dsp_used": 20, "latency_run_s": 1.0, "feasible": True},
+            {"point": "c", "dsp_used": 5, "latency_run_s": 0.5, "feasible": False}]
+    df = pd.DataFrame(rows * 4)
+    labels = []
+
+    def keep(fig, path):
+        labels.extend(t.get_text() for t in fig.axes[0].get_legend().get_texts())
+        return path
+
+    monkeypatch.setattr(plots, "_save", keep)
+    plots.pareto(df, tmp_path / "p.png")
+    assert "Pareto front (2 points)" in labels and "infeasible (1 point)" in labels

@@ -18,9 +18,9 @@
   Each process gets its own seed (from its host, pid and clock, stored on its trials)
   unless a seed is given: then worker i uses seed + i, so one process is reproducible.
 - A point is simulated once per study: a worker looks a proposed point up among every
-  trial in the storage (not only its own), and waits for a live lower-numbered trial that
-  is simulating the same point. Two processes that claim one point within the same few
-  milliseconds may both simulate it (there is no lock across machines).
+  trial in the storage (not only its own), and first waits for each live lower-numbered
+  trial that simulates the same point or has not named its point yet (trial numbers are
+  given out atomically by every storage, so they order the claims without a lock).
 - Interrupted trials: each trial names its process (`workers.owner`). On start and while
   waiting, a search fails RUNNING trials whose process on this machine is gone; RDB
   storages also fail trials whose heartbeat stopped (other machines); a RUNNING trial that
@@ -211,8 +211,10 @@ class Known:
         return trials
 
     def lookup(self, point: str, number: int) -> dict | None:
-        """The point's row if the study holds it, after waiting for a live lower-numbered
-        trial that is simulating it; None if this trial should simulate it."""
+        """The point's row if the study holds it, after waiting for every live
+        lower-numbered trial that is simulating it or has not said its point yet (trial
+        numbers order the claims, so of two trials on one point only the first simulates);
+        None if this trial should simulate it."""
         waited = time.monotonic()
         while True:
             if point in self.rows:
@@ -221,7 +223,7 @@ class Known:
             if point in self.rows:
                 return self.rows[point]
             busy = [t for t in trials if t.state == RUNNING and t.number < number
-                    and t.user_attrs.get("dlmsim_point") == point and _live(t)]
+                    and t.user_attrs.get("dlmsim_point") in (None, point) and _live(t)]
             if not busy or time.monotonic() - waited > WAIT_S:
                 return None
             time.sleep(POLL_S)
