@@ -210,9 +210,9 @@ def search(
                                  help="Results table format."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the Pareto plot."),
     importances: bool = typer.Option(False, "--importances",
-                                     help="Also print and write importances.csv: how much of "
-                                     "each objective's variance each parameter explains "
-                                     "(fANOVA)."),
+                                     help="Also print and write importances.csv: how much "
+                                     "each parameter decides reaching the best 10 % of each "
+                                     "objective, and the Pareto front (PED-ANOVA)."),
 ):
     """Optuna search over a spec (resumable; several workers or machines share a study).
 
@@ -257,8 +257,9 @@ def _importances(problem, study, out_dir: Path) -> None:
 
     imp = importances(problem, study)
     cols = [c for c in imp.columns if c != "parameter"]
-    t = Table(title=f"{problem.name}: parameter importances (fANOVA: share of each "
-              "objective's variance; columns sum to 100 %)", header_style="bold")
+    t = Table(title=f"{problem.name}: parameter importances (PED-ANOVA: how much each "
+              "decides reaching the best 10 % of an objective, or the front; columns sum to "
+              "100 %)", header_style="bold")
     t.add_column("parameter")
     for c in cols:
         t.add_column(c, justify="right")

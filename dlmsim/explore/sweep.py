@@ -266,8 +266,9 @@ def summarize(problem: Problem, df: pd.DataFrame, noun: str = "points") -> str:
         for r in first:
             groups.setdefault(_reason_kind(r), []).append(r)
         top = sorted(groups.items(), key=lambda kv: -len(kv[1]))[:3]
-        line += "; infeasible: " + "; ".join(f"{_with_ranges(k, rs)} ({len(rs)} {noun})"
-                                             for k, rs in top)
+        line += "; infeasible: " + "; ".join(
+            f"{_with_ranges(k, rs)} ({len(rs)} {noun if len(rs) != 1 else noun[:-1]})"
+            for k, rs in top)
     return line
 
 
