@@ -533,7 +533,8 @@ def test_readme_example_spec_has_feasible_points():
     from dlmsim.explore import evaluate_point, judge
 
     text = (bundled_dir("sweeps").parent / "README.md").read_text()
-    block = re.search(r"```yaml\n(version: 1\nname: my-sweep\n.*?)```", text, re.S).group(1)
+    block = re.search(r"```yaml\n(version: 1\nname: my-sweep\n.*?)```", text,
+                      re.DOTALL).group(1)
     p = spec_from_data(yaml.safe_load(block), "README")
     assert p.grid_size() == 3 * 8 * 5 * 5 * 3
     ok, reason, _ = judge(p, evaluate_point(p, {"array.rows": 32, "array.cols": 64,
