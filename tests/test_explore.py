@@ -96,6 +96,11 @@ def test_sweep_table_resume_and_front(tmp_path, monkeypatch):
     monkeypatch.setattr(sw, "evaluate_point", boom)
     again = run_sweep(p, tmp_path, jobs=1)
     pd.testing.assert_frame_equal(again.reset_index(drop=True), df.reset_index(drop=True))
+    # Without its database (an older run's directory), the table's points are adopted.
+    (tmp_path / "sweep.db").unlink()
+    adopted = run_sweep(p, tmp_path, jobs=1)
+    pd.testing.assert_frame_equal(adopted[df.columns].reset_index(drop=True),
+                                  df.reset_index(drop=True), check_dtype=False)
     # Changed constraints re-judge cached rows without simulating.
     strict = spec_from_data(tiny(constraints={"max_frac": {"dsp": 0.02}}))
     rej = run_sweep(strict, tmp_path, jobs=1)

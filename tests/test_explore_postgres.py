@@ -1,27 +1,22 @@
 """The README's PostgreSQL recipe on a real server: shared searches and sweeps, a kill -9.
 
-A PostgreSQL server (Debian's `postgresql` package; `.ci/run` installs it) is started on
-127.0.0.1 in a temporary directory (as the unprivileged `postgres` user when the tests run
-as root: the server refuses root). The role and database are made as the README says
-(`createuser`, `createdb --owner`, as the superuser). Then 4 `dlmsim search` processes (two
-with `--workers 2`) share one study, one of them is killed with SIGKILL and started again,
-and 2 `dlmsim sweep` processes share one grid, one killed and restarted: nothing finished
-is lost, the study holds exactly the requested trials, and no point is simulated twice.
+A PostgreSQL server (`pgserver`: Debian's `postgresql` package, which `.ci/run` installs)
+is started on 127.0.0.1 in a temporary directory, with the role and database made as the
+README says. Then 4 `dlmsim search` processes (two with `--workers 2`) share one study,
+one of them is killed with SIGKILL and started again, and 2 `dlmsim sweep` processes share
+one grid, one killed and restarted: nothing finished is lost, the study holds exactly the
+requested trials, and no point is simulated twice.
 """
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
+import pgserver
 import pytest
 from conftest import tiny, write_spec
 
@@ -33,64 +28,15 @@ SPACE = {"array.rows": [8, 16, 32], "array.cols": [8, 16, 32, 64], "bits.weights
          "buffer.kib": [512, 1024]}  # 48 points
 
 
-def _bindir() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                   key=lambda p: int(Path(p).parts[-3]))
-    if found:
-        return Path(found[-1]).parent
-    exe = shutil.which("initdb")
-    return Path(exe).parent if exe else None
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """(URL of the role's database, tmp dir): a running server, stopped at the end."""
-    bindir = _bindir()
-    if bindir is None:
-        pytest.skip("no PostgreSQL server binaries (initdb) on this machine; `.ci/run` "
-                    "installs Debian's postgresql package")
+    """The URL of the dlmsim role's database on a running server, stopped at the end."""
     pytest.importorskip("psycopg", reason="the postgres extra (psycopg 3) is not installed")
-    base = tmp_path_factory.mktemp("pg")
-    run_as: list[str] = []
-    if os.geteuid() == 0:
-        try:
-            import pwd
-
-            user = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no 'postgres' user to run the server")
-        run_as = ["runuser", "-u", "postgres", "--"]
-        # The server's user must reach its data directory: let it traverse (not list) the
-        # pytest temp directories above it.
-        for d in [base, *base.parents]:
-            if d.stat().st_mode & 0o001 == 0:
-                d.chmod(d.stat().st_mode | 0o001)
-        os.chown(base, user.pw_uid, user.pw_gid)
-    data = base / "data"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-
-    def pg(*cmd: str) -> None:
-        r = subprocess.run(run_as + list(cmd), capture_output=True, text=True, timeout=120,
-                           check=False)
-        if r.returncode:
-            pytest.fail(f"{' '.join(cmd)}: {r.stderr or r.stdout}")
-
-    pg(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=trust",
-       "--auth-host=scram-sha-256")
-    pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "server.log"), "-w", "-o",
-       f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={data} "
-       "-c max_connections=60 -c fsync=off", "start")
     try:
-        # The README's recipe, run as the superuser on the database host.
-        sock = ["-h", str(data), "-p", str(port), "-U", "postgres"]
-        pg(str(bindir / "psql"), *sock, "-c", "CREATE ROLE dlmsim LOGIN PASSWORD 'secret'")
-        pg(str(bindir / "createdb"), *sock, "--owner", "dlmsim", "dlmsim_studies")
-        yield f"postgresql://dlmsim:secret@127.0.0.1:{port}/dlmsim_studies", base
-    finally:
-        subprocess.run(run_as + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                                 "stop"], capture_output=True, timeout=60, check=False)
+        with pgserver.server(tmp_path_factory.mktemp("pg")) as url:
+            yield url
+    except pgserver.Unavailable as e:
+        pytest.skip(str(e))
 
 
 def _study(url: str, name: str):
@@ -113,7 +59,7 @@ def _done(url: str) -> dict[int, tuple]:
 
 
 def test_shared_search_and_sweep_survive_a_kill(server, tmp_path):
-    url, _ = server
+    url = server
     spec = write_spec(tmp_path, tiny(parameters=SPACE))
     t0 = time.monotonic()
 

@@ -135,6 +135,9 @@ def open_study(problem: Problem, storage, study_name: str, url: str, sampler=Non
         theirs = "unrecorded"  # trials of a dlmsim before spec hashes: cannot tell
     hint = ("give another --study name" if study_name != study_name_for(problem)
             else "give --study NAME for a new study")
+    if theirs == "unrecorded":
+        raise InputError(f"study {study_name} in {url} holds trials made before dlmsim "
+                         f"recorded spec hashes; {hint}")
     if theirs is not None and theirs != mine:
         old = attrs.get("spec", {}).get("name", "?")
         raise InputError(f"study {study_name} in {url} holds trials of another spec ({old}, "

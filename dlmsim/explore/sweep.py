@@ -228,7 +228,8 @@ def table(problem: Problem, rows: list[tuple[int, dict]]) -> pd.DataFrame:
     out = []
     for idx, row in rows:
         params = problem.point(idx)
-        r = {k: v for k, v in row.items() if k not in json.loads(row.get("params") or "{}")}
+        drop = set(json.loads(row.get("params") or "{}")) | {"index", "feasible", "reason"}
+        r = {k: v for k, v in row.items() if k not in drop}
         r = {k: (math.nan if v is None and k != "error" else v) for k, v in r.items()}
         out.append({"index": idx, **r, **params, "params": json.dumps(params, sort_keys=True)})
     if not out:
