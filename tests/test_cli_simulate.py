@@ -20,6 +20,10 @@ def test_table_output_has_units():
     for text in ("latency per sampling run", " ms", "tokens/s", "MHz", "cyc", "DSP",
                  "time by bound"):
         assert text in r.output
+    # The run's DRAM footprint against every memory of the board (issue 10's done-when).
+    for text in ("off-chip memory on Xilinx ZCU102", "ps_ddr (used)", "pl_ddr", "4 GiB",
+                 "of usable"):
+        assert text in r.output
 
 
 def test_json_and_output_files(tmp_path):
@@ -59,6 +63,10 @@ def test_bad_input_is_one_line_exit_1(run_dlmsim):
         (["simulate", "-a", "int8-zcu102", *TINY, "--set", "bits.activations=2"],
          "bits.activations"),
         (["simulate", "-a", "int8-zcu102", "--workload", "nope"], "unknown workload 'nope'"),
+        (["simulate", "-a", "int8-zcu102", *TINY, "--set", "memory.port_bits=512"],
+         "memory.port_bits 512 is wider than zcu102's ps_ddr allows (128 bits"),
+        (["simulate", "-a", "sda-zcu102", "-w", "llada-8b"],
+         "sda-zcu102 cannot run llada-8b: DRAM footprint 3.79 GiB (weights 3.73 GiB"),
     ]
     for args, message in cases:
         r = run_dlmsim(*args)
