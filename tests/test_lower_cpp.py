@@ -262,6 +262,44 @@ def test_weights_copied_on_chip():
         check(direct, {"not_on_chip": ["w"]})
 
 
+COPY_OR_COMPUTE = """
+/// This is top function.
+void top(
+  float v0[16],
+  float v1[16],
+  float v2[16]
+) {	// L1
+  float buf[16];	// L2
+  float y[16];	// L3
+  l_c: for (int i = 0; i < 16; i++) {	// L4
+    float v3 = v0[i];	// L5
+    float v4 = v3;	// L6
+    buf[i] = v4;	// L7
+  }
+  l_s: for (int j = 0; j < 16; j++) {	// L9
+    float v5 = v1[j];	// L10
+    float v6 = v5 * (float)2.000000;	// L11
+    y[j] = v6;	// L12
+  }
+  l_o: for (int k = 0; k < 16; k++) {	// L14
+    float v7 = buf[k];	// L15
+    float v8 = y[k];	// L16
+    float v9 = v7 + v8;	// L17
+    v2[k] = v9;	// L18
+  }
+}
+"""
+
+
+def test_computing_from_an_argument_is_not_copying_it():
+    """v0 is loaded and stored unchanged into buf (16 floats, all of v0): copied whole;
+    y is computed from v1 (x 2): a result, not a copy of the weights."""
+    d = describe(COPY_OR_COMPUTE)
+    assert [(c["arg"], c["into"], c["bytes"]) for c in d["copied_on_chip"]] == [
+        ("v0", "buf", 64)]
+    assert check(d, {"not_on_chip": ["v1"]}) == []
+
+
 # ------------------------------------------------------------------------------ latency
 def test_pipelined_and_sequential_loops():
     """dataflow3, auto-pipelining off. stage1: 16 trips at II=1, one iteration = a load

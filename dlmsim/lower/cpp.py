@@ -26,8 +26,42 @@ from math import prod
 
 from dlmsim.errors import InputError
 
+# Compiled once: the reader runs them on every line of files of 100k lines.
+_TYPE_START = re.compile(r"\s*(?:const\s+)?(?:u?int|ap_|hls::|float|double|half|bool|char|"
+                         r"short|long|unsigned|size_t)")
+_STDINT = re.compile(r"(u?)int(\d+)_t")
+_AP_TYPE = re.compile(r"ap_(u?)(int|fixed)<\s*(\d+)\s*(?:,[^>]*)?>")
+_HLS_VECTOR = re.compile(r"hls::vector<\s*(.+?)\s*,\s*(\d+)\s*>")
+_TYPE_HEAD = re.compile(r"(?:const\s+)?(?:unsigned\s+int|long\s+long|[A-Za-z_][\w:]*)")
+_TYPE_WORDS = re.compile(r"ap_u?(?:int|fixed)<[^>]*>|hls::\w+")
+_CONST = re.compile(r"-?\d+(\.\d*)?([eE][-+]?\d+)?[fFuUlL]*|true|false")
+_SHAPE_NOTE = re.compile(r"/\*\s*\w+((?:\[\d+\])*)\s*\*/")
+_ANY_BLOCK_COMMENT = re.compile(r"/\*.*?\*/")
+_NAME_DIMS = re.compile(r"(\w+)((?:\[\d+\])*)$")
+_IF = re.compile(r"if\s*\((.*)\)\s*\{$")
+_WHILE = re.compile(r"while\s*\(\s*(true|1)\s*\)\s*\{$")
+_BREAK_IF = re.compile(r"if\s*\(!\(.*\)\)\s*break$")
+_DECL_NAME = re.compile(r"(?:&|\*|\(\*)?\s*\w")
+_STREAM_WRITE = re.compile(r"^([\w.]+(?:\[[^\]]*\])*)\.write\((.*)\)$")
+_CALL_STMT = re.compile(r"^(\w+)\((.*)\)$")
+_COMPARE_FIRST = re.compile(r"^[^=]*[<>!=]=")
+_DECLARATOR = re.compile(r"^[&*]?\s*(?:\(\*\s*)?(\w+)\)?((?:\[\d+\])*)\s*(?:=\s*(.*))?$")
+_PTR_CAST = re.compile(r"^\(.*?\(\*\)[\[\]\d]*\)")
+_STREAM_READ = re.compile(r"^([\w]+(?:\[[^\]]*\])*)\.read\(\)$")
+_WORD = re.compile(r"\w+")
+_SUBSCRIPTED = re.compile(r"(\w+)((?:\[[^\]]*\])+)")
+_FUNC_EXPR = re.compile(r"^([\w:]+)\s*\((.*)\)$")
+_UNARY = re.compile(r"^[-!~]\s*(\w+)$")
+_SUBSCRIPT = re.compile(r"\[([^\]]*)\]")
+_INT = re.compile(r"-?\d+")
+_NOT = re.compile(r"!(?!=)")
+_TERNARY = re.compile(r"(\S+)\s*\?\s*(\S+)\s*:\s*(\S+)")
+_BOOL = re.compile(r"\b(true|false)\b")
+_ACCESS = re.compile(r"^(\w+)((?:\[[^\]]*\])*)$")
+_ACCESS_HEAD = re.compile(r"^(\w+)((?:\[[^\]]*\])*)")
+
 __all__ = ["CType", "Call", "Chan", "Function", "If", "Loop", "Pragma", "Program", "Stmt", "Var",
-           "While", "ctype", "effects", "evaluate", "overlaps", "param_modes", "parse",
+           "While", "ctype", "effects", "evaluate", "node_name", "overlaps", "param_modes", "parse",
            "parse_index", "resolve", "trip", "walk"]
 
 
@@ -55,19 +89,21 @@ _FIXED_INT = {"bool": ("bool", 1), "char": ("int", 8), "short": ("int", 16), "in
 def ctype(text: str) -> CType | None:
     """The element type named by `text` (`int8_t`, `ap_int<33>`, `ap_fixed<16, 8>`,
     `float`, `hls::stream< int8_t >` -> its element), or None when it is not a type."""
+    if not _TYPE_START.match(text):
+        return None
     t = " ".join(text.replace("const ", "").split())
     if t.startswith("hls::stream<") and t.endswith(">"):
         return ctype(t[len("hls::stream<"):-1].strip())
     if t in _FIXED_INT:
         kind, bits = _FIXED_INT[t]
         return CType(t, kind, bits)
-    m = re.fullmatch(r"(u?)int(\d+)_t", t)
+    m = _STDINT.fullmatch(t)
     if m:
         return CType(t, "uint" if m.group(1) else "int", int(m.group(2)))
-    m = re.fullmatch(r"ap_(u?)(int|fixed)<\s*(\d+)\s*(?:,[^>]*)?>", t)
+    m = _AP_TYPE.fullmatch(t)
     if m:
         return CType(t, ("u" if m.group(1) else "") + m.group(2), int(m.group(3)))
-    m = re.fullmatch(r"hls::vector<\s*(.+?)\s*,\s*(\d+)\s*>", t)
+    m = _HLS_VECTOR.fullmatch(t)
     if m and ctype(m.group(1)):
         e = ctype(m.group(1))
         return CType(t, e.kind, e.bits * int(m.group(2)))
@@ -76,7 +112,7 @@ def ctype(text: str) -> CType | None:
 
 def _take_type(s: str) -> tuple[str, str] | None:
     """Split `s` into a leading type (balanced <...>) and the rest; None if no type leads."""
-    m = re.match(r"(?:const\s+)?(?:unsigned\s+int|long\s+long|[A-Za-z_][\w:]*)", s)
+    m = _TYPE_HEAD.match(s)
     if not m:
         return None
     i = m.end()
@@ -121,6 +157,11 @@ class Var:
     @property
     def elements(self) -> int:
         return prod(self.shape) if self.shape else 1
+
+    @property
+    def kind(self) -> str:
+        return "stream" if self.stream else "pointer" if self.pointer else \
+            "array" if self.shape else "scalar"
 
     @property
     def registers(self) -> bool:
@@ -260,6 +301,12 @@ class Program:
         return self.functions[name]
 
 
+def node_name(node) -> str:
+    """A loop's label (or loop@line), a call's callee, if@line / while@line."""
+    return node.callee if isinstance(node, Call) else \
+        node.name if isinstance(node, Loop) else f"{type(node).__name__.lower()}@{node.line}"
+
+
 def walk(body: list, depth: int = 0):
     """Every node of `body` in program order, with its loop-nesting depth."""
     for node in body:
@@ -297,11 +344,12 @@ def _drop_casts(text: str) -> str:
 
 def _names(text: str) -> tuple[str, ...]:
     """Identifiers read by an expression (type names and casts dropped)."""
-    text = re.sub(r"ap_u?(?:int|fixed)<[^>]*>|hls::\w+", " ", _drop_casts(text))
+    text = _TYPE_WORDS.sub(" ", _drop_casts(text))
     out = []
     for m in _IDENT.finditer(text):
         w = m.group()
-        if w in _KEYWORDS or ctype(w) or text[m.end():m.end() + 1] == "(":
+        if w in _KEYWORDS or w in _FIXED_INT or w.endswith("_t") or \
+                text[m.end():m.end() + 1] == "(":
             continue
         if m.start() > 0 and text[m.start() - 1] == ".":
             continue
@@ -330,7 +378,7 @@ def _balanced(s: str) -> bool:
 
 
 def _is_const(s: str) -> bool:
-    return bool(re.fullmatch(r"-?\d+(\.\d*)?([eE][-+]?\d+)?[fFuUlL]*|true|false", _strip_cast(s)))
+    return bool(_CONST.fullmatch(_strip_cast(s)))
 
 
 class _Parser:
@@ -405,8 +453,8 @@ class _Parser:
 
     # ----------------------------------------------------------------- declarations
     def param(self, text: str, n: int) -> Var:
-        note = re.search(r"/\*\s*\w+((?:\[\d+\])*)\s*\*/", text)
-        text = re.sub(r"/\*.*?\*/", "", text).strip()
+        note = _SHAPE_NOTE.search(text)
+        text = _ANY_BLOCK_COMMENT.sub("", text).strip()
         split = _take_type(text)
         if split is None:
             raise InputError(f"C++ line {n}: cannot read parameter '{text}'")
@@ -414,7 +462,7 @@ class _Parser:
         stream = t.replace(" ", "").startswith("hls::stream<")
         pointer = rest.startswith("*")
         rest = rest.lstrip("*&").strip()
-        m = re.match(r"(\w+)((?:\[\d+\])*)$", rest)
+        m = _NAME_DIMS.match(rest)
         if not m:
             raise InputError(f"C++ line {n}: cannot read parameter '{text}'")
         return Var(m.group(1), ctype(t), tuple(int(d) for d in _DIMS.findall(m.group(2))),
@@ -447,13 +495,13 @@ class _Parser:
             return
         if line.startswith("for"):
             self.fail(n, raw, "unreadable for loop")
-        m = re.match(r"if\s*\((.*)\)\s*\{$", line)
+        m = _IF.match(line)
         if m:
             node = If(n, m.group(1).strip())
             body.append(node)
             stack.append(("if", node))
             return
-        if re.match(r"while\s*\(\s*(true|1)\s*\)\s*\{$", line):
+        if _WHILE.match(line):
             node = While(n)
             body.append(node)
             stack.append(("while", node))
@@ -464,7 +512,7 @@ class _Parser:
         if not line.endswith(";"):
             self.fail(n, raw, "statement without ';'")
         stmt = line[:-1].strip()
-        if re.match(r"if\s*\(!\(.*\)\)\s*break$", stmt) or stmt in ("break", "continue"):
+        if _BREAK_IF.match(stmt) or stmt in ("break", "continue"):
             body.append(Stmt(n, "break", operands=_names(stmt)))
             return
         if stmt.startswith("return"):
@@ -518,17 +566,17 @@ class _Parser:
 
     def statement(self, fn: Function, s: str, n: int, raw: str, note) -> Stmt | Call | None:
         split = _take_type(s)
-        if split is not None and re.match(r"(?:&|\*|\(\*)?\s*\w", split[1]):
+        if split is not None and _DECL_NAME.match(split[1]):
             return self.declaration(fn, split, s, n, raw, note)
-        m = re.match(r"^([\w.]+(?:\[[^\]]*\])*)\.write\((.*)\)$", s)
+        m = _STREAM_WRITE.match(s)
         if m:
             base, idx = self.base(m.group(1))
             return Stmt(n, "write", target=base, index=idx, operands=_names(m.group(2)) +
                         _names(idx), rhs=m.group(2))
-        m = re.match(r"^(\w+)\((.*)\)$", s)
+        m = _CALL_STMT.match(s)
         if m and m.group(1) not in fn.vars:
             return Call(n, m.group(1), _split_args(m.group(2)))
-        if "=" in s and not re.match(r"^[^=]*[<>!=]=", s):
+        if "=" in s and not _COMPARE_FIRST.match(s):
             lhs, rhs = (x.strip() for x in s.split("=", 1))
             return self.assignment(fn, lhs, rhs, n, raw)
         return Stmt(n, "other", operands=_names(s), rhs=s)
@@ -538,13 +586,13 @@ class _Parser:
         ty = ctype(t)
         stream = t.replace(" ", "").startswith("hls::stream<")
         ref = rest.startswith(("&", "(*"))
-        m = re.match(r"^[&*]?\s*(?:\(\*\s*)?(\w+)\)?((?:\[\d+\])*)\s*(?:=\s*(.*))?$", rest)
+        m = _DECLARATOR.match(rest)
         if not m:
             self.fail(n, raw, "unreadable declaration")
         name, dims, init = m.group(1), m.group(2), m.group(3)
         shape = tuple(int(d) for d in _DIMS.findall(dims))
         if ref and init is not None and rest.startswith("(*"):
-            init = re.sub(r"^\(.*?\(\*\)[\[\]\d]*\)", "", init).strip()
+            init = _PTR_CAST.sub("", init).strip()
             shape = ()
         logical = ()
         if note is not None:
@@ -578,20 +626,20 @@ class _Parser:
             return Stmt(n, "slice_store", target=target, operands=_names(rhs) + _names(idx),
                         rhs=rhs)
         r = _strip_cast(rhs)
-        m = re.match(r"^([\w]+(?:\[[^\]]*\])*)\.read\(\)$", r)
+        m = _STREAM_READ.match(r)
         if m:
             base, ridx = self.base(m.group(1))
             return Stmt(n, "read", target=target, src=base, index=ridx, operands=(base,) +
                         _names(ridx), rhs=rhs)
         if _is_const(r):
             return Stmt(n, "const", target=target, rhs=rhs)
-        if re.fullmatch(r"\w+", r):
+        if _WORD.fullmatch(r):
             return Stmt(n, "copy", target=target, src=r, operands=(r,), rhs=rhs)
         m = _SLICE.match(r)
         if m and m.group(1) in fn.vars:
             return Stmt(n, "slice", target=target, src=m.group(1), bits=(int(m.group(2)),
                         int(m.group(3))), operands=(m.group(1),), rhs=rhs)
-        m = re.fullmatch(r"(\w+)((?:\[[^\]]*\])+)", r)
+        m = _SUBSCRIPTED.fullmatch(r)
         if m:
             var = fn.vars.get(m.group(1))
             if var is not None and not var.is_array:  # v[7] on a scalar: bit select
@@ -605,11 +653,11 @@ class _Parser:
                         operands=_names(m.group(1)) + _names(m.group(3)), rhs=rhs)
         if "?" in r:
             return Stmt(n, "select", target=target, operands=_names(r), rhs=rhs)
-        m = re.match(r"^([\w:]+)\s*\((.*)\)$", r)
+        m = _FUNC_EXPR.match(r)
         if m:
             return Stmt(n, "call", target=target, func=m.group(1).split("::")[-1],
                         operands=_names(m.group(2)), rhs=rhs)
-        m = re.match(r"^[-!~]\s*(\w+)$", r)
+        m = _UNARY.match(r)
         if m:
             return Stmt(n, "binop", target=target, binop="neg", operands=(m.group(1),),
                         rhs=rhs)
@@ -643,9 +691,9 @@ def parse(text: str) -> Program:
 def parse_index(idx: str) -> tuple[int | None, ...]:
     """`[m][0]` -> (None, 0): constant subscripts, None where a subscript is a variable."""
     out = []
-    for part in re.findall(r"\[([^\]]*)\]", idx):
+    for part in _SUBSCRIPT.findall(idx):
         part = part.strip()
-        out.append(int(part) if re.fullmatch(r"-?\d+", part) else None)
+        out.append(int(part) if _INT.fullmatch(part) else None)
     return tuple(out)
 
 
@@ -659,9 +707,9 @@ _ALLOWED = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast
 def _compile(expr: str):
     e = _drop_casts(_strip_cast(expr))
     e = e.replace("&&", " and ").replace("||", " or ").replace("/", "//")
-    e = re.sub(r"!(?!=)", " not ", e)
-    e = re.sub(r"(\S+)\s*\?\s*(\S+)\s*:\s*(\S+)", r"(\2 if \1 else \3)", e)
-    e = re.sub(r"\b(true|false)\b", lambda m: m.group(1).capitalize(), e)
+    e = _NOT.sub(" not ", e)
+    e = _TERNARY.sub(r"(\2 if \1 else \3)", e)
+    e = _BOOL.sub(lambda m: m.group(1).capitalize(), e)
     try:
         tree = ast.parse(e.strip(), mode="eval")
     except SyntaxError:
@@ -696,14 +744,14 @@ def resolve(fn: Function, expr: str) -> Chan | None:
     """The variable (and constant subscripts) an argument or access names, through
     stream/array aliases: `v428` with `&v428 = A_fifo[0][1]` -> ("A_fifo", (0, 1))."""
     expr = _strip_cast(expr)
-    m = re.match(r"^(\w+)((?:\[[^\]]*\])*)$", expr)
+    m = _ACCESS.match(expr)
     if not m:
         return None
     name, idx = m.group(1), parse_index(m.group(2))
     seen = set()
     while name in fn.vars and fn.vars[name].ref and name not in seen:
         seen.add(name)
-        r = re.match(r"^(\w+)((?:\[[^\]]*\])*)", _strip_cast(fn.vars[name].ref))
+        r = _ACCESS_HEAD.match(_strip_cast(fn.vars[name].ref))
         if not r:
             break
         name, idx = r.group(1), parse_index(r.group(2)) + idx

@@ -56,6 +56,7 @@ function, and any operator latency change with the clock.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from dlmsim.errors import InputError
@@ -69,6 +70,7 @@ from dlmsim.lower.cpp import (
     While,
     effects,
     evaluate,
+    node_name,
     overlaps,
     parse,
     resolve,
@@ -99,15 +101,15 @@ OP_CYCLES = {
     "stream": 1,  # one FIFO handshake state per read or write
 }
 CALL_CYCLES = 1  # ap_start -> ap_done of a sub-function call
+_IDENT = re.compile(r"[A-Za-z_]\w*")
 
 
 def parameters(cpp, top: str | None = None) -> list[dict]:
     """The top's parameters in order: name, kind (scalar, array, pointer, stream), type.
     Use it to map a positional scalar argument to the C++ name estimate() wants."""
     prog = cpp if isinstance(cpp, Program) else parse(cpp)
-    return [{"name": p.name, "type": p.type.name,
-             "kind": "stream" if p.stream else "pointer" if p.pointer else
-             "array" if p.shape else "scalar"} for p in prog.function(top).params]
+    return [{"name": p.name, "type": p.type.name, "kind": p.kind}
+            for p in prog.function(top).params]
 
 
 def estimate(cpp, top: str | None = None, scalars: dict | None = None, *,
@@ -352,7 +354,7 @@ class _Model:
                     else:  # a ping-pong buffer: the whole array first
                         start = max(start, p["finish"])
             finish = max(start + lat, after + first)
-            rows.append({"process": _name(node), "start": start, "latency": lat,
+            rows.append({"process": node_name(node), "start": start, "latency": lat,
                          "first": first, "finish": finish})
             finish_all = max(finish_all, finish)
             first_all = max(first_all, start + first)
@@ -462,15 +464,7 @@ class _Model:
 
 
 def _idents(expr: str) -> list[str]:
-    import re
-
-    return [w for w in re.findall(r"[A-Za-z_]\w*", expr)
-            if w not in ("min", "max", "true", "false")]
-
-
-def _name(node) -> str:
-    return node.callee if isinstance(node, Call) else \
-        node.name if isinstance(node, Loop) else f"{type(node).__name__.lower()}@{node.line}"
+    return [w for w in _IDENT.findall(expr) if w not in ("min", "max", "true", "false")]
 
 
 def _float_carried(fn: Function, loop: Loop) -> bool:

@@ -36,10 +36,11 @@ rooted at `top` and returns a plain dict:
 - `storage`: local arrays (not streams, not references) per function: element bits x
   elements x instances of the function, and the total bytes; FIFO bytes apart.
 - `copied_on_chip`: top arguments copied whole into local arrays (Allo's wrap_io=True
-  `load_buf`/`store_res` pattern, or any copy loop): a local array written from the
-  argument (directly or through calls) with at least as many elements as the argument
-  has bits (its declared shape, or the shape of a callee parameter it is passed to); for a
-  bare pointer of unknown size, a copy made outside every loop of the top.
+  `load_buf`/`store_res` pattern, or any copy loop): a local array into which elements
+  of the argument are stored unchanged (loads, copies and casts only; directly or through
+  calls: computing a tensor from an argument is not copying it) holding at least as many bits as the argument (its
+  declared shape, or the shape of a callee parameter it is passed to); for a bare pointer
+  of unknown size, a copy made outside every loop of the top.
 
 `check(desc, expect)` compares a description with the design (`expect` keys: rows, cols,
 macs_per_pe, array_instances, dataflow_top, m_axi_bundles, max_port_bits, buffer_bytes,
@@ -61,6 +62,7 @@ from dlmsim.lower.cpp import (
     Stmt,
     While,
     effects,
+    node_name,
     parse,
     resolve,
     trip,
@@ -244,14 +246,13 @@ def describe(cpp, top: str | None = None) -> dict:
     prog = _program(cpp)
     topf = prog.function(top)
     count = instances(prog, topf.name)
-    names = [n for n in _order(prog, topf.name)]
+    names = _order(prog, topf.name)
     mults = {n: multipliers(prog.functions[n]) for n in names}
     return {
         "top": topf.name,
         "lines": prog.lines,
         "params": [{"name": p.name, "type": p.type.name, "shape": list(p.shape),
-                    "kind": "stream" if p.stream else "pointer" if p.pointer else
-                    "array" if p.shape else "scalar"} for p in topf.params],
+                    "kind": p.kind} for p in topf.params],
         "functions": len(names),
         "instances": {n: count.get(n, 0) for n in names},
         "inline": sorted(n for n in names if prog.functions[n].inline),
@@ -290,11 +291,6 @@ def _meshes(prog: Program, names: list[str], count: dict, mults: dict) -> list[d
     return out
 
 
-def _process_name(node) -> str:
-    return node.callee if isinstance(node, Call) else \
-        node.name if isinstance(node, Loop) else f"{type(node).__name__.lower()}@{node.line}"
-
-
 def _dataflow(prog: Program, names: list[str]) -> list[dict]:
     out = []
     for n in names:
@@ -309,9 +305,9 @@ def _dataflow(prog: Program, names: list[str]) -> list[dict]:
             for v in fn.vars.values():
                 if v.ref:
                     continue
-                prod_ = [_process_name(p) for p, (_, w) in zip(procs, rw)
+                prod_ = [node_name(p) for p, (_, w) in zip(procs, rw)
                          if any(c[0] == v.name for c in w)]
-                cons = [_process_name(p) for p, (r, _) in zip(procs, rw)
+                cons = [node_name(p) for p, (r, _) in zip(procs, rw)
                         if any(c[0] == v.name for c in r)]
                 if v.stream:
                     streams.append({"name": v.name, "type": v.type.name, "count": v.elements,
@@ -321,7 +317,7 @@ def _dataflow(prog: Program, names: list[str]) -> list[dict]:
                     buffers.append({"name": v.name, "type": v.type.name,
                                     "shape": list(v.shape), "producers": prod_,
                                     "consumers": cons})
-            out.append({"region": where, "processes": [_process_name(p) for p in procs],
+            out.append({"region": where, "processes": [node_name(p) for p in procs],
                         "streams": streams, "buffers": buffers})
     return out
 
@@ -378,6 +374,40 @@ def _regions(fn: Function, body: list, depth: int = 0):
             yield from _regions(fn, node.orelse, depth)
 
 
+def _copy_pairs(prog: Program, fn: Function, nodes: list) -> set[tuple[str, str]]:
+    """(source, destination) variables of `nodes` where an element loaded from the source
+    is stored unchanged (through copies and casts only) into the destination; a callee's
+    pairs fall on the caller's arguments. Computing from the value is not copying."""
+    pairs: set[tuple[str, str]] = set()
+    origin: dict[str, str] = {}
+    for node, _ in walk(nodes):
+        if isinstance(node, Stmt):
+            if node.op in ("load", "read"):
+                ch = resolve(fn, node.src + node.index)
+                if ch:
+                    origin[node.target] = ch[0]
+            elif node.op == "copy" and node.src in origin:
+                origin[node.target] = origin[node.src]
+            elif node.op in ("store", "write"):
+                value = node.rhs.strip()
+                ch = resolve(fn, node.target + node.index)
+                if ch and value in origin:
+                    pairs.add((origin[value], ch[0]))
+            elif node.target is not None:
+                origin.pop(node.target, None)
+        elif isinstance(node, Call) and node.callee in prog.functions:
+            callee = prog.functions[node.callee]
+            cache = prog.cache.setdefault("copies", {})
+            if callee.name not in cache:
+                cache[callee.name] = set()  # guards against a recursive call graph
+                cache[callee.name] = _copy_pairs(prog, callee, callee.body)
+            bound = {p.name: resolve(fn, a) for p, a in zip(callee.params, node.args)}
+            for src, dst in cache[callee.name]:
+                if bound.get(src) and bound.get(dst):
+                    pairs.add((bound[src][0], bound[dst][0]))
+    return pairs
+
+
 def _copies(prog: Program, topf: Function, names: list[str]) -> list[dict]:
     flows: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for p in topf.params:
@@ -401,13 +431,11 @@ def _copies(prog: Program, topf: Function, names: list[str]) -> list[dict]:
     for n in names:
         fn = prog.functions[n]
         for region, depth in _regions(fn, fn.body):
-            reads, writes = effects(prog, fn, [region])
-            srcs = {a for b, _ in reads if b in flows[n] for a in flows[n][b]}
-            for b, _ in writes:
+            for src, b in sorted(_copy_pairs(prog, fn, [region])):
                 var = fn.vars.get(b)
                 if var is None or var.param or var.stream or var.ref or not var.shape:
                     continue
-                for a in sorted(srcs):
+                for a in sorted(flows[n].get(src, ())):
                     whole = var.elements * var.type.bits >= size[a] if a in size else \
                         (n == topf.name and depth == 0)
                     if whole:
