@@ -238,9 +238,10 @@ SFU_PASSES_DEFAULT: dict[str, float] = {
     "groupnorm": 2, "geglu": 1, "mul": 1, "cfg_combine": 1, "ddim_step": 1, "upsample": 1,
     # SEDD's sampler: the Euler rate and the staggered score need a row sum first.
     "score_scale": 1, "exp": 1, "reverse_rate": 2, "staggered_score": 2,
-    "transp_transition": 1,
-    # Pure data movement (transposes, views, joins): address patterns.
-    "transpose": 0, "reshape": 0, "concat": 0,
+    "transp_transition": 1, "cosine": 1,
+    # Pure data movement (transposes, views, joins, row selection, cache stores): addresses.
+    "transpose": 0, "reshape": 0, "concat": 0, "slice": 0, "take": 0, "put": 0,
+    "cache_write": 0,
 }
 
 

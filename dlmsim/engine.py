@@ -275,14 +275,23 @@ def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False):
     footprint = check_dram(arch, trace, device)  # weights that do not fit never run
     mapper = Mapper(arch, max_chunks=max_chunks)
 
-    phases = {}
-    fwd_rows, events = _forward(mapper, list(trace.phase_ops("forward")), timeline)
-    phases["forward"] = (fwd_rows, trace.forward_passes)
+    # Each kind of forward pass (one, or a cache refresh and the cached steps, ...) is
+    # simulated alone and counted its passes per run; `forward` is their mean pass.
+    segments, events, fwd = [], [], PhaseCost()
+    for name, passes, ops in trace.forward_variants():
+        rows, ev = _forward(mapper, list(ops), timeline and not events)
+        events = events or ev
+        segments.append((rows, passes))
+        fwd = fwd + passes * _phase_cost(rows)
+    if trace.forward_passes:
+        fwd = fwd * (1.0 / trace.forward_passes)
+    costs = {"forward": fwd}
     for phase, per_run in (("step", trace.steps), ("once", 1)):
-        phases[phase] = (_rows(*run_ops(mapper, list(trace.phase_ops(phase)))), per_run)
-    costs = {ph: _phase_cost(rows) for ph, (rows, _) in phases.items()}
+        rows = _rows(*run_ops(mapper, list(trace.phase_ops(phase))))
+        segments.append((rows, per_run))
+        costs[phase] = _phase_cost(rows)
     df = _frame([{**r, "count": r["n"] * per_run}
-                 for rows, per_run in phases.values() for r in rows], mapper.bw)
+                 for rows, per_run in segments for r in rows], mapper.bw)
 
     run_params = dict(trace.run)
     # Tokens generated per run (images for an image model: no sequence length).

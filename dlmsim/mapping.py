@@ -430,7 +430,9 @@ class Mapper:
                 if op.kind == "gather" and pos == 0:
                     reads += op.outputs[0].numel * (self.wb if t.role == "weight" else self.ab)
                 elif t.name not in on_chip:
-                    reads += self.tensor_bytes(t)
+                    # A slice or a take reads only the rows it selects.
+                    part = pos == 0 and op.fn in ("slice", "take")
+                    reads += op.outputs[0].numel * self.ab if part else self.tensor_bytes(t)
             data = op.inputs[0] if op.kind == "sfu" else op.outputs[0]
             rows = max(1, data.numel // data.shape[-1])
             if op.kind == "gather":

@@ -62,6 +62,14 @@ def trace_summary(t) -> Table:
         ("expected forward passes per run", f"{t.forward_passes:.2f} passes"),
         ("FLOPs per sampling run", fmt_num(t.flops_per_run) + "FLOP"),
     ]
+    if t.schedule.variants:
+        rows[2] = ("ops per forward pass", ", ".join(
+            f"{name} {len(ops)}" for name, _, ops in t.forward_variants()) + " ops")
+        rows[3] = ("FLOPs per forward pass (mean)", fmt_num(t.flops_per_forward) + "FLOP")
+        rows.insert(-1, ("kinds of forward pass", ", ".join(
+            f"{name} {passes:g}" for name, passes, _ in t.forward_variants()) + " passes"))
+    if t.cache_bytes:
+        rows.insert(2, ("caches kept off chip at model dtype", fmt_num(t.cache_bytes) + "B"))
     for k, v in rows:
         table.add_row(k, v)
     return table

@@ -108,7 +108,8 @@ TOP_NAMES = {"mdlm": "ddit_block", "diffusion_lm": "bert_layer", "llada": "llada
 
 
 def scope_ops(trace: Trace, scope: str) -> list[Op]:
-    fwd = [op for op in trace.phase_ops("forward") if op.block is not None]
+    # The first kind of forward pass (a cache refresh when the run has several kinds).
+    fwd = [op for op in trace.forward_variants()[0][2] if op.block is not None]
     if not fwd:
         raise InputError(f"workload {trace.model}: no blocks in the forward pass to lower")
     if scope == "block":

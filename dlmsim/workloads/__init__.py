@@ -12,6 +12,7 @@ from dlmsim.errors import InputError
 from dlmsim.workloads import build
 from dlmsim.workloads.ir import Op, Schedule, Tensor, Trace, TraceError
 from dlmsim.workloads.schema import WorkloadConfig
+from dlmsim.workloads.llada import build_llada
 from dlmsim.workloads.tracefile import trace_from_data, write_trace
 from dlmsim.workloads.unet import build_unet
 
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 _ADAPTER = TypeAdapter(WorkloadConfig)
-BUILDERS = {**build.BUILDERS, "sd_unet": build_unet}
+BUILDERS = {**build.BUILDERS, "llada": build_llada, "sd_unet": build_unet}
 
 
 def load_workload_config(name_or_path: str | os.PathLike, **overrides: Any):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 
 from dlmsim.workloads.ir import Op, Schedule, Tensor, Trace
-from dlmsim.workloads.schema import DiffusionLmConfig, LladaConfig, MdlmConfig, SeddConfig
+from dlmsim.workloads.schema import DiffusionLmConfig, MdlmConfig, SeddConfig
 
 
 class _Builder:
@@ -30,9 +30,13 @@ class _Builder:
         self.ops: list[Op] = []
         self.phase = "forward"
         self.block: int | None = None
+        self.variant = ""  # a forward variant: prefixes op and activation names
+
+    def _named(self, name: str) -> str:
+        return f"{self.variant}.{name}" if self.variant else name
 
     def act(self, name: str, *shape: int, dtype: str | None = None) -> Tensor:
-        return Tensor(name, tuple(shape), dtype or self.dt, "activation")
+        return Tensor(self._named(name), tuple(shape), dtype or self.dt, "activation")
 
     def idx(self, name: str, *shape: int) -> Tensor:
         return Tensor(name, tuple(shape), "idx", "index")
@@ -44,8 +48,8 @@ class _Builder:
         return Tensor(name, tuple(shape), self.dt, "const")
 
     def add(self, name, kind, fn, inputs, outputs, phase=None, **attrs) -> Op:
-        op = Op(name, kind, fn, tuple(inputs), tuple(outputs), phase or self.phase, self.block,
-                tuple(sorted(attrs.items())))
+        op = Op(self._named(name), kind, fn, tuple(inputs), tuple(outputs), phase or self.phase,
+                self.block, tuple(sorted(attrs.items())), self.variant)
         self.ops.append(op)
         return op
 
@@ -260,55 +264,6 @@ def build_diffusion_lm(cfg: DiffusionLmConfig) -> Trace:
     return Trace(cfg.name, tuple(g.ops), Schedule(r.steps, float(r.steps)), _run(cfg), (xt, t))
 
 
-def build_llada(cfg: LladaConfig) -> Trace:
-    """LLaDA: RMSNorm/RoPE/SwiGLU blocks, a full forward every step, low-confidence remask."""
-    m, r = cfg.model, cfg.run
-    B, L, D, H, V = r.batch, r.seq_len, m.hidden, m.heads, m.vocab
-    dh = D // H
-    g = _Builder(r.precision)
-    tokens = g.idx("tokens", B, L)
-    x = g.act("x.embed", B, L, D)
-    g.add("embed", "gather", "embedding", [g.weight("transformer.wte.weight", V, D), tokens], [x])
-    cos, sin = g.const("rotary.cos", L, dh), g.const("rotary.sin", L, dh)
-    for i in range(m.layers):
-        g.block = i
-        p = f"blocks.{i}"
-        w = f"transformer.blocks.{i}"
-        h = g.sfu(f"{p}.attn_norm", "rmsnorm", [x, g.weight(f"{w}.attn_norm.weight", D)],
-                  eps=1e-5)
-        q, k, v = (g.linear(f"{p}.{n}", h, D, f"{w}.{n}_proj", bias=False) for n in "qkv")
-        q = g.sfu(f"{p}.rotary_q", "rotary", [q, cos, sin], shape=(B, H, L, dh), theta=5e5)
-        k = g.sfu(f"{p}.rotary_k", "rotary", [k, cos, sin], shape=(B, H, L, dh), theta=5e5)
-        v = g.split_heads(f"{p}.v_heads", v, H)
-        a = g.attention(f"{p}.attn", q, k, v, D)
-        y = g.linear(f"{p}.attn_out", a, D, f"{w}.attn_out", bias=False)
-        x = g.sfu(f"{p}.residual1", "residual", [x, y])
-        h = g.sfu(f"{p}.ff_norm", "rmsnorm", [x, g.weight(f"{w}.ff_norm.weight", D)],
-                  eps=1e-5)
-        gate = g.linear(f"{p}.ff_gate", h, m.ffn, f"{w}.ff_proj", bias=False)
-        up = g.linear(f"{p}.ff_up", h, m.ffn, f"{w}.up_proj", bias=False)
-        h = g.sfu(f"{p}.swiglu", "swiglu", [gate, up])
-        y = g.linear(f"{p}.ff_down", h, D, f"{w}.ff_out", bias=False)
-        x = g.sfu(f"{p}.residual2", "residual", [x, y])
-    g.block = None
-    h = g.sfu("final.norm", "rmsnorm", [x, g.weight("transformer.ln_f.weight", D)], eps=1e-5)
-    logits = g.linear("final.lm_head", h, V, "transformer.ff_out", bias=False)
-
-    # Every step: x0 = argmax(logits) (temperature 0), p = softmax, confidence = max p,
-    # top-k lowest-confidence remasking over the current block's masked positions.
-    g.phase = "step"
-    x0 = g.idx("sample.x0", B, L)
-    g.add("sample.argmax", "sfu", "argmax", [logits], [x0])
-    prob = g.sfu("sample.softmax", "softmax", [logits])
-    conf = g.act("sample.confidence", B, L)
-    g.add("sample.confidence", "sfu", "rowmax", [prob], [conf])
-    per_step = max(1, r.gen_len // r.steps)
-    sel = g.idx("sample.select", B, per_step)
-    g.add("sample.topk", "sfu", "topk", [conf], [sel], k=per_step)
-    g.add("sample.update", "sfu", "masked_update", [tokens, x0], [g.idx("tokens.next", B, L)])
-    return Trace(cfg.name, tuple(g.ops), Schedule(r.steps, float(r.steps)), _run(cfg))
-
-
 def _run(cfg) -> tuple:
     return tuple(cfg.run.model_dump().items())
 
@@ -317,5 +272,4 @@ BUILDERS = {
     "mdlm": build_mdlm,
     "sedd": build_mdlm,
     "diffusion_lm": build_diffusion_lm,
-    "llada": build_llada,
 }

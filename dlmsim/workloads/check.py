@@ -60,6 +60,7 @@ ATTRS = {
     "axis": ("an integer", lambda v: _int(v)),
     "perm": ("a list of integers", lambda v: isinstance(v, tuple | list)
              and all(_int(x) for x in v)),
+    **{k: ("a non-negative integer", lambda v: _int(v) and v >= 0) for k in ("start", "stop")},
 }
 
 
@@ -265,6 +266,31 @@ def _transpose(op, data) -> None:
     _want(op, op.outputs[0].numel == data[0].numel, "the element count is kept")
 
 
+def _slice(op, data) -> None:
+    x = data[0].shape
+    axis, start, stop = op.attr("axis", -2), op.attr("start", 0), op.attr("stop")
+    if not -len(x) <= axis < len(x) or stop is None or not start < stop <= x[axis]:
+        raise TraceError(f"op '{op.name}': slice needs attrs axis, start < stop within "
+                         f"{_shape(x)}, got axis {axis}, start {start}, stop {stop}")
+    axis %= len(x)
+    _want(op, op.outputs[0].shape == x[:axis] + (stop - start,) + x[axis + 1:],
+          f"rows {start}:{stop} along axis {axis}")
+
+
+def _rows(op, data) -> None:
+    """take: x[B, N, D], idx[B, S] -> [B, S, D]; put: x[B, N, D], y[B, S, D], idx -> x."""
+    x, idx = data[0].shape, op.inputs[-1]
+    if len(x) != 3 or idx.role != "index" or len(idx.shape) != 2 or idx.shape[0] != x[0]:
+        raise TraceError(f"op '{op.name}': {op.fn} takes x[B,N,D] ... and indices[B,S] last, "
+                         f"got {', '.join(_shape(t.shape) for t in op.inputs)}")
+    s = idx.shape[1]
+    if op.fn == "take":
+        _want(op, s <= x[1] and op.outputs[0].shape == (x[0], s, x[2]), "S of the N rows")
+    else:
+        ok = len(op.inputs) == 3 and op.inputs[1].shape == (x[0], s, x[2]) and s <= x[1]
+        _want(op, ok and op.outputs[0].shape == x, "S rows written into x")
+
+
 def _same_count(op, data) -> None:
     _want(op, op.outputs[0].numel == data[0].numel, "the element count is kept")
 
@@ -272,7 +298,8 @@ def _same_count(op, data) -> None:
 # Per-function shape rules beyond the generic element-wise / reducing / layout ones.
 _SHAPE_RULES = {
     "groupnorm": _groupnorm, "upsample": _upsample, "geglu": _geglu, "cfg_combine": _cfg,
-    "concat": _concat, "transpose": _transpose, "reshape": _same_count,
+    "concat": _concat, "transpose": _transpose, "reshape": _same_count, "slice": _slice,
+    "take": _rows, "put": _rows, "cache_write": _same_count,
 }
 assert set(_SHAPE_RULES) >= MOVE_FNS
 
@@ -316,12 +343,53 @@ def check_trace(trace) -> None:
                         f"but op '{seen[2]}' uses a {_shape(seen[0])} {seen[1]} weight of "
                         "that name; one name, one tensor")
         {"gemm": _check_gemm, "gather": _check_gather, "sfu": _check_sfu}[op.kind](op)
+    _check_variants(trace)
+    # Shapes chain within each forward variant: the once ops, its forward ops, the step ops.
+    for v in _variant_names(trace):
+        _check_chain([op for op in trace.ops if op.phase != "forward" or op.variant == v],
+                     dict(produced))
+    if trace.schedule.steps < 0 or trace.schedule.forward_passes < 0:
+        raise TraceError("schedule: steps and forward passes must be >= 0")
+    if not math.isfinite(trace.schedule.forward_passes):
+        raise TraceError("schedule: forward passes must be finite")
+
+
+def _variant_names(trace) -> list[str]:
+    return [name for name, _ in trace.schedule.variants] or [""]
+
+
+def _check_variants(trace) -> None:
+    """Forward variants: every forward op names one the schedule lists (or none when the
+    schedule lists none), each has ops, and their passes add up to the forward passes."""
+    sched = trace.schedule
+    names = _variant_names(trace)
+    for op in trace.ops:
+        if op.variant and op.phase != "forward":
+            raise TraceError(f"op '{op.name}': only forward ops belong to a variant")
+        if op.phase == "forward" and op.variant not in names:
+            raise TraceError(f"op '{op.name}': variant '{op.variant}' is not in the schedule "
+                             f"(variants: {', '.join(repr(n) for n in names)})")
+    if not sched.variants:
+        return
+    for name, passes in sched.variants:
+        if not (math.isfinite(passes) and passes >= 0):
+            raise TraceError(f"schedule: variant '{name}' has {passes} passes")
+        if not any(op.variant == name for op in trace.ops):
+            raise TraceError(f"schedule: variant '{name}' has no ops")
+    total = sum(p for _, p in sched.variants)
+    if abs(total - sched.forward_passes) > 1e-9 * max(1.0, total):
+        raise TraceError(f"schedule: the variants' passes add up to {total:g}, not the "
+                         f"{sched.forward_passes:g} forward passes")
+
+
+def _check_chain(ops, produced: dict) -> None:
+    for op in ops:
         for t in op.inputs:
             if t.role in ("weight", "const"):
                 continue
             if t.name not in produced:
-                if t.role == "index":
-                    continue  # token ids and positions come from the sampler
+                if t.role in ("index", "cache"):
+                    continue  # token ids from the sampler, caches from earlier passes
                 raise TraceError(f"op '{op.name}': input '{t.name}' is produced by no earlier "
                                  "op and is not a trace input")
             shape, where = produced[t.name]
@@ -333,7 +401,3 @@ def check_trace(trace) -> None:
                 raise TraceError(f"op '{op.name}': output '{t.name}' was already produced by "
                                  f"{produced[t.name][1]}")
             produced[t.name] = (t.shape, f"op '{op.name}'")
-    if trace.schedule.steps < 0 or trace.schedule.forward_passes < 0:
-        raise TraceError("schedule: steps and forward passes must be >= 0")
-    if not math.isfinite(trace.schedule.forward_passes):
-        raise TraceError("schedule: forward passes must be finite")

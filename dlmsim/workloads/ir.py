@@ -62,6 +62,7 @@ class Op:
     phase: Literal["once", "forward", "step"] = "forward"
     block: int | None = None
     attrs: tuple[tuple[str, object], ...] = field(default=())
+    variant: str = ""  # the forward variant a forward op belongs to (Schedule.variants)
 
     def attr(self, key: str, default=None):
         for k, v in self.attrs:
@@ -125,9 +126,9 @@ class Op:
     @property
     def elements(self) -> int:
         """Elements an SFU op streams through: its first (data) input; the output for ops
-        that expand their input (a timestep embedding, an upsample); every data input for a
-        concat."""
-        if self.fn in ("timestep_embedding", "upsample"):
+        that expand their input (a timestep embedding, an upsample) or select from it (a
+        slice, a take); every data input for a concat."""
+        if self.fn in ("timestep_embedding", "upsample", "slice", "take"):
             return self.outputs[0].numel
         if self.fn == "concat":
             return sum(t.numel for t in self.inputs)
@@ -191,10 +192,14 @@ class Schedule:
 
     steps: sampling steps T (per-step ops run this many times).
     forward_passes: expected forward passes per run (may be fractional: an expectation).
+    variants: (name, passes) of forward passes of different kinds (a cache refresh and the
+      cached steps between, ...): each forward op belongs to one (`Op.variant`), the passes
+      add up to forward_passes. Empty: one kind, every forward op in it.
     """
 
     steps: int
     forward_passes: float
+    variants: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -220,6 +225,13 @@ class Trace:
     def forward_passes(self) -> float:
         return self.schedule.forward_passes
 
+    def forward_variants(self) -> list[tuple[str, float, tuple[Op, ...]]]:
+        """(name, passes per run, forward ops) of every kind of forward pass."""
+        kinds = self.schedule.variants or (("", self.forward_passes),)
+        fwd = self.phase_ops("forward")
+        return [(name, passes, tuple(op for op in fwd if op.variant == name))
+                for name, passes in kinds]
+
     @property
     def steps(self) -> int:
         return self.schedule.steps
@@ -234,8 +246,16 @@ class Trace:
 
     @property
     def flops_per_forward(self) -> float:
-        """FLOPs of the ops that run every forward pass."""
-        return self._flops("forward")
+        """FLOPs of one forward pass (the mean over the passes of a run when the forward
+        passes are of several kinds)."""
+        if not self.schedule.variants:
+            return self._flops("forward")
+        return self.flops_forward_per_run / self.forward_passes if self.forward_passes else 0.0
+
+    @property
+    def flops_forward_per_run(self) -> float:
+        return sum(passes * sum(op.flops for op in ops)
+                   for _, passes, ops in self.forward_variants())
 
     @property
     def flops_per_step(self) -> float:
@@ -250,7 +270,7 @@ class Trace:
     def flops_per_run(self) -> float:
         return (
             self.flops_once
-            + self.forward_passes * self.flops_per_forward
+            + self.flops_forward_per_run
             + self.steps * self.flops_per_step
         )
 
@@ -263,6 +283,19 @@ class Trace:
                 if t.role == "weight":
                     out.setdefault(t.name, t)
         return out
+
+    @property
+    def cache_bytes(self) -> float:
+        """Off-chip caches kept between forward passes (K/V, features) at the model dtype:
+        the largest view of every cache tensor, by name (reads of role `cache`, and what
+        `cache_write` ops store)."""
+        size: dict[str, float] = {}
+        for op in self.ops:
+            kept = [t for t in op.inputs if t.role == "cache"]
+            kept += list(op.outputs) if op.fn == "cache_write" else []
+            for t in kept:
+                size[t.name] = max(size.get(t.name, 0.0), t.bytes)
+        return sum(size.values())
 
     @property
     def params(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import Field, PositiveInt, model_validator
@@ -109,12 +110,39 @@ class LladaModel(_Attention):
 
 
 class LladaRun(Strict):
+    """LLaDA's sampler (generate.py: blocks of block_len decoded left to right, steps split
+    evenly over them) and the published inference tricks, as run parameters:
+
+    - kv_cache (Fast-dLLM, NVlabs/Fast-dLLM llada/generate.py): the first step of each block
+      runs the whole sequence and stores every layer's K/V; the block's other steps reuse
+      them: `prefix` recomputes the block and everything after it (generate_with_prefix_
+      cache), `dual` only the block (generate_with_dual_cache).
+    - unmask_per_step (Fast-dLLM's confidence-aware parallel decoding): the expected tokens
+      a confidence threshold unmasks per step; each block then takes
+      ceil(block_len / unmask_per_step) steps, and `steps` is not used.
+    - semi_ar: semi-autoregressive block decoding that feeds only the prompt and the blocks
+      up to the current one (the masked future is not in the forward pass); off, every
+      pass covers prompt + gen_len as LLaDA's generate.py does.
+    - dllm_cache (dLLM-Cache, maomaocun/dLLM-cache): prompt features (K, V, attention and
+      FFN outputs) refreshed every prompt_refresh steps, response features every
+      response_refresh steps; in between, per layer the response's V is recomputed, and the
+      update_ratio of response tokens least similar to their cached V are recomputed
+      (defaults: its LLaDA_test_flops_script.py, 100, 7 and 0.25).
+    """
+
     batch: PositiveInt = 1
     seq_len: PositiveInt = 256  # prompt + generated tokens
     gen_len: PositiveInt = 128
     block_len: PositiveInt = 32
     steps: PositiveInt = 128
-    cache: bool = False  # plain LLaDA: every step is a full forward (no KV cache)
+    cache: bool = False  # no MDLM-style sampler cache (see kv_cache, dllm_cache)
+    kv_cache: Literal["none", "prefix", "dual"] = "none"
+    unmask_per_step: float | None = Field(None, ge=1)
+    semi_ar: bool = False
+    dllm_cache: bool = False
+    prompt_refresh: PositiveInt = 100
+    response_refresh: PositiveInt = 7
+    update_ratio: float = Field(0.25, gt=0, le=1)
     precision: Precision = "bf16"
 
     @model_validator(mode="after")
@@ -125,12 +153,25 @@ class LladaRun(Strict):
             raise ValueError(f"gen_len {self.gen_len} is not a multiple of "
                              f"block_len {self.block_len}")
         n_blocks = self.gen_len // self.block_len
-        if self.steps % n_blocks:
+        if self.unmask_per_step is None and self.steps % n_blocks:
             raise ValueError(f"steps {self.steps} is not a multiple of the "
                              f"{n_blocks} generation blocks")
+        if self.unmask_per_step is not None and self.unmask_per_step > self.block_len:
+            raise ValueError(f"unmask_per_step {self.unmask_per_step:g} exceeds block_len "
+                             f"{self.block_len}")
         if self.cache:
-            raise ValueError("LLaDA has no sampler cache in dlmsim; set cache: false")
+            raise ValueError("LLaDA has no MDLM-style sampler cache; set cache: false (its "
+                             "caches are kv_cache and dllm_cache)")
+        if self.dllm_cache and (self.kv_cache != "none" or self.semi_ar):
+            raise ValueError("dllm_cache is modelled alone: not with kv_cache or semi_ar")
         return self
+
+    @property
+    def steps_per_block(self) -> int:
+        n_blocks = self.gen_len // self.block_len
+        if self.unmask_per_step is None:
+            return self.steps // n_blocks
+        return math.ceil(self.block_len / self.unmask_per_step)
 
 
 class UNetModel(Strict):

@@ -4,7 +4,7 @@ Format (version 1):
 
     version: 1
     trace: my-model                    # a name
-    schedule: {steps: 128, forward_passes: 129}
+    schedule: {steps: 128, forward_passes: 129}  # + variants: {refresh: 4, cached: 124}
     run: {batch: 1, seq_len: 64}       # optional, informational
     inputs:                            # graph inputs (optional)
       - {name: x, shape: [1, 64, 256]}
@@ -14,6 +14,7 @@ Format (version 1):
         fn: linear                     # linear | matmul | an sfu function | embedding
         phase: forward                 # once | forward | step   (default forward)
         block: 0                       # optional: ops of one repeated block share a number
+        variant: cached                # optional: the kind of forward pass it belongs to
         inputs:
           - {name: h, shape: [1, 64, 256]}            # dtype bf16, role activation by default
           - {name: w_qkv, shape: [256, 768], role: weight}
@@ -47,6 +48,7 @@ class _OpSpec(Strict):
     fn: str
     phase: str = "forward"
     block: int | None = None
+    variant: str = ""
     inputs: list[_TensorSpec]
     outputs: list[_TensorSpec]
     attrs: dict[str, Any] = Field(default_factory=dict)
@@ -55,6 +57,7 @@ class _OpSpec(Strict):
 class _ScheduleSpec(Strict):
     steps: NonNegativeInt
     forward_passes: NonNegativeFloat
+    variants: dict[str, NonNegativeFloat] = Field(default_factory=dict)  # name -> passes
 
 
 class TraceFile(Strict):
@@ -92,11 +95,14 @@ def trace_from_data(data: dict, source: str) -> Trace:
     spec = validate(TraceFile, data, source)
     ops = tuple(
         Op(o.name, o.kind, o.fn, tuple(map(_tensor, o.inputs)), tuple(map(_tensor, o.outputs)),
-           o.phase, o.block, tuple(sorted((k, _attr_value(v)) for k, v in o.attrs.items())))
+           o.phase, o.block, tuple(sorted((k, _attr_value(v)) for k, v in o.attrs.items())),
+           o.variant)
         for o in spec.ops
     )
+    sched = spec.schedule
     try:
-        return Trace(spec.trace, ops, Schedule(spec.schedule.steps, spec.schedule.forward_passes),
+        return Trace(spec.trace, ops,
+                     Schedule(sched.steps, sched.forward_passes, tuple(sched.variants.items())),
                      tuple(spec.run.items()), tuple(map(_tensor, spec.inputs)))
     except TraceError as e:
         raise TraceError(f"{source}: {e}") from None
@@ -112,15 +118,20 @@ def trace_to_data(trace: Trace) -> dict:
         d = {"name": op.name, "kind": op.kind, "fn": op.fn, "phase": op.phase}
         if op.block is not None:
             d["block"] = op.block
+        if op.variant:
+            d["variant"] = op.variant
         d["inputs"] = [_tensor_data(t) for t in op.inputs]
         d["outputs"] = [_tensor_data(t) for t in op.outputs]
         if op.attrs:
             d["attrs"] = {k: _file_value(v) for k, v in op.attrs}
         ops.append(d)
+    schedule = {"steps": trace.steps, "forward_passes": trace.forward_passes}
+    if trace.schedule.variants:
+        schedule["variants"] = dict(trace.schedule.variants)
     return {
         "version": 1,
         "trace": trace.model,
-        "schedule": {"steps": trace.steps, "forward_passes": trace.forward_passes},
+        "schedule": schedule,
         "run": dict(trace.run),
         "inputs": [_tensor_data(t) for t in trace.inputs],
         "ops": ops,

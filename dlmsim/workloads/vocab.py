@@ -68,6 +68,12 @@ SFU_FNS: dict[str, float] = {
     "transpose": 0.0,        # permute by attr `perm`; the output may be any view of the result
     "reshape": 0.0,          # a view: same elements, new shape
     "upsample": 0.0,         # nearest-neighbour, attr `scale` (each pixel repeated scale^2 times)
+    # Caches of diffusion LLMs (Fast-dLLM, dLLM-Cache).
+    "cosine": 3.0,           # dot and two squared norms over the last dim (dLLM-Cache V-verify)
+    "slice": 0.0,            # rows start:stop along attr `axis` (the current block's rows)
+    "take": 0.0,             # rows of x[B, N, D] at indices[B, S] -> [B, S, D]
+    "put": 0.0,              # rows y[B, S, D] written into x[B, N, D] at indices[B, S]
+    "cache_write": 0.0,      # a tensor stored for later forward passes (a KV or feature cache)
 }
 
 # Functions that permute their input's elements (rotary also splits the heads): an output
@@ -75,7 +81,7 @@ SFU_FNS: dict[str, float] = {
 LAYOUT_FNS = {"split_heads", "merge_heads", "rotary", "transpose"}
 
 # Functions that move elements without arithmetic and keep rows in order.
-MOVE_FNS = {"concat", "reshape", "upsample"}
+MOVE_FNS = {"concat", "reshape", "upsample", "slice", "take", "put", "cache_write"}
 
 # Functions computed element by element (a broadcast second operand allowed): they may work
 # on their input's elements in any order. (The others reduce a row, a channel group or a
@@ -83,8 +89,8 @@ MOVE_FNS = {"concat", "reshape", "upsample"}
 ELEMENTWISE_FNS = {
     "modulate", "gelu", "silu", "tanh", "swiglu", "residual", "add", "mul", "exp_scale",
     "masked_update", "posterior_update", "ddim_step", "score_scale", "exp",
-    "transp_transition",
+    "transp_transition", "cache_write",
 }
 
 # Functions that reduce the last dim (output shape differs from the input's).
-REDUCING_FNS = {"gumbel_argmax", "argmax", "rowmax", "dist_argmin", "topk"}
+REDUCING_FNS = {"gumbel_argmax", "argmax", "rowmax", "dist_argmin", "topk", "cosine"}
