@@ -11,8 +11,8 @@ from dlmsim.config import read_yaml, resolve, set_dotted, validation_message
 from dlmsim.errors import InputError
 from dlmsim.workloads import build
 from dlmsim.workloads.ir import Op, Schedule, Tensor, Trace, TraceError
-from dlmsim.workloads.schema import WorkloadConfig
 from dlmsim.workloads.llada import build_llada
+from dlmsim.workloads.schema import WorkloadConfig
 from dlmsim.workloads.tracefile import trace_from_data, write_trace
 from dlmsim.workloads.unet import build_unet
 

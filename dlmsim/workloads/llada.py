@@ -229,7 +229,7 @@ class _Llada(_Builder):
 
 def build_llada(cfg: LladaConfig) -> Trace:
     """LLaDA: the forward pass(es) of a run, then the low-confidence remasking step ops."""
-    m, r = cfg.model, cfg.run
+    r = cfg.run
     B, L = r.batch, r.seq_len
     kinds = passes(cfg)
     tricks = kinds[0].name != ""
