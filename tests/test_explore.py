@@ -546,3 +546,13 @@ def test_readme_example_spec_has_feasible_points():
                                                 "buffer.kib": 2048, "clock_mhz": 250.0,
                                                 "array.dataflow": "auto"}))
     assert ok, reason
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296"])
+def test_seed_out_of_range_is_one_line(tmp_path, seed):
+    r = subprocess.run(DLMSIM + ["search", str(write_spec(tmp_path, tiny())), "--seed", seed,
+                                 "-o", str(tmp_path / "o")], capture_output=True, text=True,
+                       check=False)
+    assert r.returncode == 1 and r.stderr == f"error: --seed {seed}: a seed is an integer " \
+        "from 0 to 4294967295\n"
+    assert not (tmp_path / "o").exists()  # refused before anything was made
