@@ -226,43 +226,29 @@ class BitsSpec(Strict):
         return self
 
 
-SFU_PASSES_DEFAULT: dict[str, float] = {
-    # Passes over the data at lanes x elems_per_lane elements per cycle.
-    "layernorm": 2, "rmsnorm": 2, "softmax": 2, "log_softmax": 2, "gumbel_argmax": 2,
-    "modulate": 1, "gelu": 1, "silu": 1, "tanh": 1, "swiglu": 1, "rotary": 1, "residual": 1,
-    "add": 1, "timestep_embedding": 1, "exp_scale": 1, "argmax": 1, "rowmax": 1,
-    "dist_argmin": 1, "topk": 1, "masked_update": 1, "posterior_update": 1,
-    # Head split/merge are address patterns the DMA and buffer banks absorb: no SFU pass.
-    "split_heads": 0, "merge_heads": 0,
-    # GroupNorm: statistics, then normalise (as layernorm); upsample writes its output once.
-    "groupnorm": 2, "geglu": 1, "mul": 1, "cfg_combine": 1, "ddim_step": 1, "upsample": 1,
-    # SEDD's sampler: the Euler rate and the staggered score need a row sum first.
-    "score_scale": 1, "exp": 1, "reverse_rate": 2, "staggered_score": 2,
-    "transp_transition": 1, "cosine": 1,
-    # Pure data movement (transposes, views, joins, row selection, cache stores): addresses.
-    "transpose": 0, "reshape": 0, "concat": 0, "slice": 0, "take": 0, "put": 0,
-    "cache_write": 0,
-}
-
-
 class SfuSpec(Strict):
+    """Special function unit; its cost per function and precision is dlmsim.sfu's."""
+
     lanes: PositiveInt = 5
     elems_per_lane: PositiveInt = 2  # elements per lane per cycle
-    pipeline_depth_cycles: int = Field(32, ge=0)
+    pipeline_depth_cycles: int = Field(32, ge=0)  # control overhead once per op
     bits: Literal[8, 16, 24, 32, "fp32"] = 16
-    passes: dict[str, float] = Field(default_factory=dict)  # overrides of SFU_PASSES_DEFAULT
+    # Interleaved partial accumulators per lane: a floating-point reduction runs at
+    # II = ceil(adder latency / partial_sums) (1: the plain HLS loop).
+    partial_sums: PositiveInt = 1
+    # Per-function override: passes at II = 1 over the data, replacing dlmsim.sfu's program.
+    passes: dict[str, float] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _known(self):
+        from dlmsim.sfu import PROGRAMS
+
         for fn, p in self.passes.items():
-            if fn not in SFU_PASSES_DEFAULT:
+            if fn not in PROGRAMS:
                 raise ValueError(f"passes: unknown SFU function '{fn}'")
             if p < 0:
                 raise ValueError(f"passes.{fn}: must be >= 0")
         return self
-
-    def fn_passes(self, fn: str) -> float:
-        return self.passes.get(fn, SFU_PASSES_DEFAULT.get(fn, 1))
 
     @property
     def elems_per_cycle(self) -> int:
@@ -433,7 +419,9 @@ def _defaults_tree(data: dict) -> dict:
         ann = field.annotation
         sub = getattr(ann, "model_fields", None)
         tree[name] = {k: None for k in sub} if sub else None
-    tree["sfu"]["passes"] = {k: None for k in SFU_PASSES_DEFAULT}
+    from dlmsim.sfu import PROGRAMS
+
+    tree["sfu"]["passes"] = {k: None for k in PROGRAMS}
     for k, v in data.items():
         if isinstance(v, dict) and isinstance(tree.get(k), dict):
             tree[k].update(v)

@@ -45,8 +45,9 @@ Modelling decisions, stated once:
 - A PE built for W-bit weights multiplies two A-bit activations (attention) in
   ceil(A/W) passes: SDA's released PE (sa_tools.h, PE_wrapper) has only a W_BIT = 4 weight
   path, so its 8-bit attention products need two passes of 4-bit halves.
-- SFU ops cost passes x elements / (lanes x elements per lane) cycles plus the pipeline depth
-  once per op; head split/merge cost no SFU pass by default (address patterns).
+- SFU ops cost what dlmsim.sfu says: passes per function, each at the II of its loop-carried
+  reduction at the SFU's precision and clock, limited by the buffer port for the operands it
+  streams, plus the pipeline depth once per op; head split/merge cost no pass.
 - Output order (SDA's dataflow argument, see `output_order`): OS completes whole output
   rows first, WS runs its folds N-outer and completes whole output columns (channels) first.
   A consumer that reduces rows (softmax, layernorm; a GEMM streaming its A operand) can
@@ -63,6 +64,7 @@ from dataclasses import dataclass
 
 from dlmsim.arch import Accelerator, bytes_of, stored_bytes
 from dlmsim.cost.systolic import gemm_cycles
+from dlmsim.sfu import cost as sfu_cost
 from dlmsim.workloads.ir import Op
 from dlmsim.workloads.vocab import ELEMENTWISE_FNS, LAYOUT_FNS
 
@@ -266,10 +268,8 @@ class Mapper:
         return cyc
 
     def sfu_cycles(self, op: Op) -> float:
-        """SFU busy cycles: passes x elements / (lanes x elements per lane) + depth."""
-        sfu = self.arch.sfu
-        work = sfu.fn_passes(op.fn) * op.elements / sfu.elems_per_cycle
-        return work + (sfu.pipeline_depth_cycles if work else 0)
+        """SFU busy cycles of the op (dlmsim.sfu: passes, II per pass, ports, depth)."""
+        return sfu_cost(op, self.arch, self.ab).cycles
 
     def choose_dataflow(self, op: Op, previous: str | None, consumer: Op | None = None
                         ) -> tuple[str, float]:
@@ -439,8 +439,8 @@ class Mapper:
                 unit, cycles, compute_roof = "dma", 0.0, 0.0
             else:
                 unit = "sfu"
-                cycles = self.sfu_cycles(op)
-                compute_roof = cycles - (self.arch.sfu.pipeline_depth_cycles if cycles else 0)
+                sc = sfu_cost(op, self.arch, self.ab)
+                cycles, compute_roof = sc.cycles, sc.ideal_cycles
             out_order = output_order(op, streamed_from)
         memory_roof = (reads + writes) / self.bw
         return OpPlan(
