@@ -79,6 +79,7 @@ def test_sda_preset_is_sda_as_released():
     assert (sda.memory.ports, sda.port_bits()) == (5, 128)
     assert sda.clock_mhz == pytest.approx(1e3 / 3.3, rel=2e-3)
     assert sda.buffer.loop_order == "output_row" and sda.dev().part == "xczu9eg-ffvb1156-2-e"
+    assert sda.array.fold_overlap == "full"  # PE_wrapper: one II=1 loop over all folds
 
 
 def test_macs_per_dsp_table():
