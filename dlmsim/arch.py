@@ -258,7 +258,10 @@ class SfuSpec(Strict):
 class BufferSpec(Strict):
     kib: PositiveFloat
     banks: PositiveInt = 16
-    bytes_per_cycle: PositiveInt = 128  # buffer port width seen by array and SFU
+    bytes_per_cycle: PositiveInt = 128  # width of one buffer port seen by array and SFU
+    # Ports the array, the SFU and the DMA share (each holds one while it works); 3: none
+    # of them ever waits for another.
+    ports: PositiveInt = 3
     memory: Literal["bram", "uram", "auto"] = "auto"
     # Share of the capacity that holds whole activation tensors between ops; the rest holds
     # the double-buffered tiles of the op in flight (a fixed split: a simplification).

@@ -13,7 +13,20 @@ it is computed. So loads overlap compute, write-backs overlap the next chunks, a
 works on row blocks an OS array has just produced while the array goes on.
 
 The tile buffer: its resident share holds whole activations between ops (the mapping decides
-which); its tile share holds one double buffer per unit, whose tiles the mapping sized to fit.
+which). Its tile share is a SimPy Container the units contend for: when a unit starts an op
+(its first load) the op takes its tile bytes (`OpPlan.tile_bytes`, the double-buffered tiles
+the mapping sized) from the pool and gives them back when its last chunk is computed and
+written back. An op takes its bytes only if what stays free still covers every earlier op
+that has not taken its own (a banker's check in program order): the earliest op without its
+bytes can always get them, and it depends only on earlier ops, so nothing deadlocks (the
+attempt that reserved in arrival order deadlocked when a GEMM took the space its SFU
+producer needed), while a unit that runs ahead may still prefetch. A reservation larger than the pool is clamped
+to the pool (the mapping never plans one). The buffer's ports (`buffer.ports`, each
+`bytes_per_cycle` wide) are a SimPy Resource: a unit holds one port for the whole of a
+chunk's computation, a DMA transfer one for the whole transfer; with fewer ports than busy
+units some wait. Every cycle a unit waits before computing a chunk is charged to a stall
+cause: `dram` (its inputs are still loading), `capacity` (its load waited for pool space),
+`port` (no buffer port free), `dependency` (a producer's chunk is not done).
 
 Simplifications:
 - Chunk granularity: an op's work, bytes and cycles are spread evenly over its chunks; the
@@ -37,12 +50,17 @@ from dlmsim.mapping import Mapper, OpPlan
 from dlmsim.results import PhaseCost
 
 
+STALL_CAUSES = ("dram", "capacity", "port", "dependency")
+
+
 @dataclass
 class OpTiming:
-    """When an op ran inside one simulated segment (cycles from the segment start)."""
+    """When an op ran inside one simulated segment (cycles from the segment start), and the
+    cycles its unit waited before computing its chunks, by cause."""
 
     start: float = math.inf
     end: float = 0.0
+    stall: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STALL_CAUSES, 0.0))
 
 
 @dataclass
@@ -53,14 +71,25 @@ class SegmentRun:
     # (unit, op name, chunk, start cycle, end cycle) for timelines
 
 
+def _overlap(a: float, b: float, span: tuple[float, float]) -> float:
+    return max(0.0, min(b, span[1]) - max(a, span[0]))
+
+
 def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: float,
-                record: bool = False, prefetch: int = 2) -> SegmentRun:
-    """Simulate `plans` in order; return the makespan (cycles) and per-op timings."""
+                record: bool = False, prefetch: int = 2, pool_bytes: float = math.inf,
+                ports: int | None = None) -> SegmentRun:
+    """Simulate `plans` in order; return the makespan (cycles) and per-op timings.
+    `pool_bytes` is the tile share of the buffer, `ports` its port count (None: no limit)."""
     env = simpy.Environment()
     # Write-backs go before queued reads (priority 0 < 1): consumers reading them back wait.
     mem = simpy.PriorityResource(env, capacity=1)
+    port = simpy.Resource(env, capacity=ports) if ports else None
     n = len(plans)
     timings = [OpTiming() for _ in plans]
+    # When op j's first load waited for pool space, and each load for a buffer port.
+    cap_wait = [(0.0, 0.0)] * n
+    load_port_wait = [[(0.0, 0.0)] * p.chunks for p in plans]
+    port_wait = [(0.0, 0.0)]
     events: list = []
     loaded = [[env.event() for _ in range(p.chunks)] for p in plans]
     done = [[env.event() for _ in range(p.chunks)] for p in plans]
@@ -92,9 +121,44 @@ def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: 
     def transfer(nbytes: float, priority: int):
         with mem.request(priority=priority) as req:
             yield req
-            t0 = env.now
-            yield env.timeout(latency_cycles + nbytes / bw_bytes_per_cycle)
-            return t0
+            if port is None:
+                t0 = env.now
+                yield env.timeout(latency_cycles + nbytes / bw_bytes_per_cycle)
+                return t0
+            with port.request() as preq:
+                t_ask = env.now
+                yield preq
+                t0 = env.now
+                port_wait[0] = (t_ask, t0)
+                yield env.timeout(latency_cycles + nbytes / bw_bytes_per_cycle)
+                return t0
+
+    needs = [min(p.tile_bytes, pool_bytes) if pool_bytes < math.inf else 0.0 for p in plans]
+    held = [False] * n
+    free = [pool_bytes]
+    changed = [env.event()]
+
+    def notify():
+        ev, changed[0] = changed[0], env.event()
+        ev.succeed()
+
+    def reserve(j: int):
+        """Op j takes its tile bytes once what stays free still covers every earlier op
+        that has not taken its own (so an earlier op never waits on a later one)."""
+        t0 = env.now
+        while free[0] - needs[j] < sum(needs[i] for i in range(j) if not held[i]) - 1e-9:
+            yield changed[0]
+        cap_wait[j] = (t0, env.now)
+        free[0] -= needs[j]
+        held[j] = True
+        if needs[j] > 0:
+            env.process(give_back(j))
+        notify()
+
+    def give_back(j: int):
+        yield simpy.AllOf(env, stored[j])
+        free[0] += needs[j]
+        notify()
 
     def note(unit, j, c, t0):
         tm = timings[j]
@@ -121,10 +185,16 @@ def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: 
                 if k >= prefetch and unit != "dma":
                     yield unit_done[unit][k - prefetch]
                 k += 1
+                if c == 0 and needs[j] > 0:
+                    yield env.process(reserve(j))
+                elif c == 0:
+                    held[j] = True
                 for i, prop in deps_dram[j]:
                     yield dep_event(stored, i, prop, j, c)
                 if per > 0:
+                    port_wait[0] = (0.0, 0.0)
                     t0 = yield env.process(transfer(per, 1))
+                    load_port_wait[j][c] = port_wait[0]
                     note("dma_in", j, c, t0)
                 loaded[j][c].succeed()
                 if p.unit == "dma":
@@ -135,13 +205,32 @@ def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: 
             if p.unit != unit:
                 continue
             per = p.compute_cycles / p.chunks
+            stall = timings[j].stall
             for c in range(p.chunks):
+                t_wait = env.now
                 yield loaded[j][c]
+                waited = env.now - t_wait
+                # The part of the wait the load spent queued for pool space or a port.
+                cap = _overlap(t_wait, env.now, cap_wait[j]) if c == 0 else 0.0
+                on_port = _overlap(t_wait, env.now, load_port_wait[j][c])
+                stall["capacity"] += cap
+                stall["port"] += on_port
+                stall["dram"] += waited - cap - on_port
+                t_wait = env.now
                 for i, prop in deps_chip[j]:
                     yield dep_event(done, i, prop, j, c)
-                t0 = env.now
-                if per > 0:
-                    yield env.timeout(per)
+                stall["dependency"] += env.now - t_wait
+                if per > 0 and port is not None:
+                    t_wait = env.now
+                    with port.request() as req:
+                        yield req
+                        stall["port"] += env.now - t_wait
+                        t0 = env.now
+                        yield env.timeout(per)
+                else:
+                    t0 = env.now
+                    if per > 0:
+                        yield env.timeout(per)
                 note(unit, j, c, t0)
                 done[j][c].succeed()
 
@@ -173,7 +262,8 @@ def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: 
 def run_ops(mapper: Mapper, ops, record: bool = False) -> tuple[list[OpPlan], SegmentRun]:
     """Map `ops` onto the mapper's accelerator and simulate them as one segment."""
     plans = mapper.plan(ops)
-    return plans, run_segment(plans, mapper.bw, mapper.arch.latency_cycles, record)
+    return plans, run_segment(plans, mapper.bw, mapper.arch.latency_cycles, record,
+                              pool_bytes=mapper.pool, ports=mapper.arch.buffer.ports)
 
 
 # ------------------------------------------------------------------------ whole sampling run
@@ -198,7 +288,7 @@ def _rows(plans, seg: SegmentRun) -> list[dict]:
     rows, run_max = [], 0.0
     for p, tm in zip(plans, seg.timings):
         rows.append({"plan": p, "name": p.op.name, "n": 1, "span_cycles": tm.end - tm.start,
-                     "cycles": max(0.0, tm.end - run_max)})
+                     "cycles": max(0.0, tm.end - run_max), "stall": tm.stall})
         run_max = max(run_max, tm.end)
     return rows
 
@@ -333,6 +423,9 @@ def _frame(rows, bw):
             "compute_cycles": p.compute_cycles,
             "memory_cycles": mem,
             "stall_cycles": max(0.0, r["span_cycles"] - max(p.compute_cycles, 0.0)),
+            **{f"stall_{k}_cycles": v for k, v in r["stall"].items()},
+            "stall_cause": max(r["stall"], key=r["stall"].get) if max(r["stall"].values()) > 0
+            else "none",
             "roofline_cycles": p.roofline_cycles,
             "dram_read_bytes": p.dram_read_bytes,
             "dram_write_bytes": p.dram_write_bytes,

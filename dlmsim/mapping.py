@@ -65,6 +65,7 @@ from dataclasses import dataclass
 from dlmsim.arch import Accelerator, bytes_of, stored_bytes
 from dlmsim.cost.systolic import gemm_cycles
 from dlmsim.sfu import cost as sfu_cost
+from dlmsim.sfu import streams as sfu_streams
 from dlmsim.workloads.ir import Op
 from dlmsim.workloads.vocab import ELEMENTWISE_FNS, LAYOUT_FNS
 
@@ -103,6 +104,8 @@ class OpPlan:
     # What completes first: "rows", "channels" or "" (all at the end); by default what
     # full_dependency says.
     order: str | None = None
+    # Bytes of the tile pool the op holds while it runs (its double-buffered tiles).
+    tile_bytes: float = 0.0
 
     def __post_init__(self):
         if self.order is None:
@@ -369,6 +372,13 @@ class Mapper:
         """Plans for `ops` in order; inputs produced outside the list come from DRAM."""
         return self.plan_segment(ops)[0]
 
+    def sfu_tile_bytes(self, op: Op) -> float:
+        """Two rows in flight of every full-size operand and output (double-buffered)."""
+        data = op.inputs[0] if op.inputs else op.outputs[0]
+        ins, outs = sfu_streams(op)
+        row = data.shape[-1] if data.shape else 1
+        return 2 * row * self.ab * (ins + outs)
+
     def plan_segment(self, ops: list[Op]) -> tuple[list[OpPlan], list[Residency]]:
         """The plans and what the resident share holds for them."""
         ctx: list[GemmContext | None] = []
@@ -422,6 +432,7 @@ class Mapper:
             rows = b * math.ceil(m / self.r) * math.ceil(n / self.c)
             compute_roof = op.macs * operand_passes(op, self.arch) / self.peak_macs
             out_order = gemm_order(dataflow, tiling)
+            tile = tiling.tile_bytes
         else:
             dataflow = ""
             for pos, t in enumerate(op.inputs):
@@ -442,6 +453,7 @@ class Mapper:
                 sc = sfu_cost(op, self.arch, self.ab)
                 cycles, compute_roof = sc.cycles, sc.ideal_cycles
             out_order = output_order(op, streamed_from)
+            tile = min(self.sfu_tile_bytes(op), self.pool) if op.kind == "sfu" else 0.0
         memory_roof = (reads + writes) / self.bw
         return OpPlan(
             op=op, unit=unit, dataflow=dataflow, compute_cycles=float(cycles),
@@ -449,5 +461,5 @@ class Mapper:
             chunks=max(1, min(self.max_chunks, rows)), loop_order=order,
             roofline_cycles=max(compute_roof, memory_roof),
             full_dependency=out_order != "rows", on_chip_inputs=on_chip,
-            output_on_chip=bool(kept), order=out_order,
+            output_on_chip=bool(kept), order=out_order, tile_bytes=float(tile),
         )

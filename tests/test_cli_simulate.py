@@ -18,7 +18,7 @@ def test_table_output_has_units():
     r = CliRunner().invoke(app, ["simulate", "--arch", "sda-style-2048-zcu102", *TINY])
     assert r.exit_code == 0, r.output
     for text in ("latency per sampling run", " ms", "tokens/s", "MHz", "cyc", "DSP",
-                 "time by bound"):
+                 "time by bound", "stall each", "dependency: a producer not done"):
         assert text in r.output
     # The run's DRAM footprint against every memory of the board (issue 10's done-when).
     for text in ("off-chip memory on Xilinx ZCU102", "ps_ddr (used)", "pl_ddr", "4 GiB",
@@ -35,6 +35,9 @@ def test_json_and_output_files(tmp_path):
     ops = pd.read_csv(tmp_path / "out" / "ops.csv")
     assert ops.run_cycles.sum() == summary["total_cycles"] or abs(
         ops.run_cycles.sum() / summary["total_cycles"] - 1) < 1e-9
+    assert set(ops.stall_cause) <= {"none", "dram", "capacity", "port", "dependency"}
+    assert (ops[[f"stall_{k}_cycles" for k in ("dram", "capacity", "port", "dependency")]]
+            >= 0).all().all()
     tl = pd.read_csv(tmp_path / "out" / "timeline.csv")
     assert set(tl.unit) >= {"array", "sfu"}
     # The arch written beside the results loads back unchanged.

@@ -16,11 +16,11 @@ from dlmsim.resources import dram_footprint, estimate
 from dlmsim.workloads.ir import Op, Tensor
 
 
-def _plan(op, unit, compute, reads, writes, chunks=2, on_chip=(), full=False):
+def _plan(op, unit, compute, reads, writes, chunks=2, on_chip=(), full=False, tile=0.0):
     return OpPlan(op=op, unit=unit, dataflow="os" if unit == "array" else "",
                   compute_cycles=compute, dram_read_bytes=reads, dram_write_bytes=writes,
                   chunks=chunks, loop_order="", roofline_cycles=0, full_dependency=full,
-                  on_chip_inputs=on_chip, output_on_chip=not writes)
+                  on_chip_inputs=on_chip, output_on_chip=not writes, tile_bytes=tile)
 
 
 X = Tensor("x", (4, 8))
@@ -115,6 +115,78 @@ def test_latency_is_paid_per_transfer():
     assert run.cycles == 380
 
 
+def test_one_buffer_port_serialises_transfers_and_compute():
+    """The two-tile GEMM above with one buffer port, which every load, compute and store
+    holds; 100 cycles of compute per chunk. 0-100 load 0. At 100 compute 0 takes the port
+    (its load just ended) before load 1 asks: compute 0 100-200, while load 1 holds the
+    channel waiting for the port, so store 0 (the channel) waits too. Load 1 200-300; at 300
+    store 0 gets the channel and the port before compute 1 asks: store 0 300-350, compute 1
+    350-450, store 1 450-500 (350 with three ports).
+    Stalls of the GEMM: waiting for loads 100 (chunk 0) + 100 (chunk 1, from 200 to 300),
+    for the port 50 (chunk 1, 300-350)."""
+    run = run_segment([_plan(GEMM, "array", 200, 200, 100)], bw_bytes_per_cycle=1.0,
+                      latency_cycles=0, record=True, ports=1)
+    assert _log(run) == [
+        (0, "dma_in", "gemm", 0, 100),
+        (100, "array", "gemm", 0, 200),
+        (200, "dma_in", "gemm", 1, 300),
+        (300, "dma_out", "gemm", 0, 350),
+        (350, "array", "gemm", 1, 450),
+        (450, "dma_out", "gemm", 1, 500),
+    ]
+    assert run.timings[0].stall == {"dram": 200, "capacity": 0, "port": 50, "dependency": 0}
+    three = run_segment([_plan(GEMM, "array", 200, 200, 100)], 1.0, 0, ports=3)
+    assert three.cycles == 350 and three.timings[0].stall["port"] == 0
+
+
+def test_small_tile_pool_delays_the_next_op():
+    """Two such GEMMs, each holding 60 B of a 100 B tile pool. GEMM 1 runs as above (loads
+    0-100, 100-200, computes 100-300, stores 200-250 and 300-350). GEMM 2's first load is
+    due at 200 (chunk 0 of GEMM 1 done) but 40 B are free until GEMM 1's last store ends at
+    350: load 350-450, compute 450-550 and 550-650 (load 450-550), stores 550-600, 650-700.
+    The array is idle from 300 (GEMM 1 done) to 450: 50 cycles for capacity (until 350),
+    100 for the load. With a 120 B pool GEMM 2 would not wait."""
+    g2 = Op("gemm2", "gemm", "linear", (Tensor("x2", (4, 8)), W), (Tensor("y2", (4, 8)),))
+    plans = [_plan(GEMM, "array", 200, 200, 100, tile=60),
+             _plan(g2, "array", 200, 200, 100, tile=60)]
+    run = run_segment(plans, 1.0, 0, record=True, pool_bytes=100)
+    assert run.cycles == 700
+    assert min(e[3] for e in run.events if e[1] == "gemm2") == 350
+    assert run.timings[1].stall == {"dram": 100, "capacity": 50, "port": 0, "dependency": 0}
+    roomy = run_segment(plans, 1.0, 0, pool_bytes=120)
+    assert roomy.cycles < 700 and roomy.timings[1].stall["capacity"] == 0
+
+
+_chains = st.lists(st.tuples(st.sampled_from(["array", "sfu"]), st.integers(0, 300),
+                             st.integers(0, 300), st.integers(0, 200), st.integers(1, 4),
+                             st.integers(0, 120), st.booleans()), min_size=1, max_size=6)
+
+
+def _chain(spec):
+    """Op i reads op i-1's output (on chip when the flag says so), in program order."""
+    plans, prev = [], Tensor("in", (4, 8))
+    for i, (unit, comp, rd, wr, chunks, tile, chip) in enumerate(spec):
+        out = Tensor(f"t{i}", (4, 8))
+        kind, fn = ("gemm", "linear") if unit == "array" else ("sfu", "softmax")
+        ins = (prev, W) if kind == "gemm" else (prev,)
+        op = Op(f"op{i}", kind, fn, ins, (out,))
+        plans.append(_plan(op, unit, comp, rd, wr, chunks, on_chip=(prev.name,) if chip and i
+                           else (), tile=tile))
+        prev = out
+    return plans
+
+
+@settings(max_examples=150, deadline=None)
+@given(spec=_chains, ports=st.integers(1, 3), pool=st.sampled_from([120, 200, 1000]))
+def test_more_buffer_ports_never_slower_and_never_deadlock(spec, ports, pool):
+    """Any chain of array and SFU ops completes (no deadlock) whatever the pool and ports,
+    and one more buffer port never makes it slower."""
+    plans = _chain(spec)
+    few = run_segment(plans, 1.0, 5, pool_bytes=pool, ports=ports)
+    more = run_segment(plans, 1.0, 5, pool_bytes=pool, ports=ports + 1)
+    assert more.cycles <= few.cycles + 1e-9
+
+
 def test_zero_work_costs_zero_cycles():
     run = run_segment([_plan(GEMM, "array", 0, 0, 0)], 1.0, 10)
     assert run.cycles == 0
@@ -172,7 +244,11 @@ def test_more_resources_never_slower(scale, key, name):
     if not estimate(more).fits:
         return  # a design the device cannot hold is an error, not a slower design
     t = _tiny_trace(name)
-    assert simulate(more, t).total_cycles <= simulate(base, t).total_cycles * (1 + 1e-9)
+    # A bigger buffer lets a GEMM take bigger tiles, which hold the shared tile pool longer
+    # and can delay the next op's first load (capacity contention): within 1%, as issue 11's
+    # buffer test allows.
+    slack = 0.01 if key == "buffer.kib" else 1e-9
+    assert simulate(more, t).total_cycles <= simulate(base, t).total_cycles * (1 + slack)
 
 
 def test_every_preset_simulates_every_bundled_workload():

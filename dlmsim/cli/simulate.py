@@ -86,6 +86,13 @@ def _arch_yaml(acc) -> str:
     return yaml.safe_dump(acc.model_dump(mode="json", exclude_none=True), sort_keys=False)
 
 
+def _stall(r) -> str:
+    """The largest stall cause of an op row and its cycles, e.g. "dram 1.2kcyc"."""
+    if r.stall_cause == "none":
+        return "-"
+    return f"{r.stall_cause} {fmt_num(getattr(r, f'stall_{r.stall_cause}_cycles'))}cyc"
+
+
 def _print_tables(res, acc, top: int) -> None:
     s = res.summary()
     run = ", ".join(f"{k}={v}" for k, v in res.run.items())
@@ -128,16 +135,19 @@ def _print_tables(res, acc, top: int) -> None:
     per = Table(title=f"per-op cost ({'all' if top == 0 else f'top {len(shown)} of'} "
                 f"{len(ops)} rows; cycles at {acc.clock_mhz:g} MHz)", header_style="bold")
     for col in ("op", "phase", "unit", "dataflow", "runs/run", "span each", "roofline each",
-                "added each", "DRAM each", "bound", "share of run"):
+                "added each", "DRAM each", "bound", "stall each", "share of run"):
         per.add_column(col, justify="left" if col in ("op", "phase", "unit", "dataflow",
-                                                       "bound") else "right")
+                                                       "bound", "stall each") else "right")
     for r in shown.itertuples(index=False):
         per.add_row(r.name, r.phase, r.unit, r.dataflow or "-", f"{r.count:.4g}",
                     fmt_num(r.span_cycles) + "cyc", fmt_num(r.roofline_cycles) + "cyc",
                     fmt_num(r.cycles) + "cyc",
                     fmt_num(r.dram_read_bytes + r.dram_write_bytes) + "B", r.bound,
-                    f"{r.share:.1%}")
+                    _stall(r), f"{r.share:.1%}")
     out.print(per)
+    out.print("stall: cycles the op's unit waited before its chunks, by the largest cause "
+              "(dram: inputs loading; capacity: tile pool full; port: no buffer port free; "
+              "dependency: a producer not done).", highlight=False)
     out.print("span: first event to last of the op; added: cycles the op adds to the run "
               "beyond the ops before it (overlap hides the rest); share: of the run.",
               highlight=False)
