@@ -76,7 +76,7 @@ def resolve(kind: str, name_or_path: str | os.PathLike, label: str) -> Path:
     cand = bundled_dir(kind) / f"{name_or_path}.yaml"
     if cand.is_file():
         return cand
-    if p.suffix in (".yaml", ".yml", ".json") or os.sep in str(name_or_path):
+    if p.suffix in (".yaml", ".yml", ".json", ".onnx") or os.sep in str(name_or_path):
         raise InputError(f"{label} file not found: {name_or_path}")
     known = bundled_names(kind)
     near = difflib.get_close_matches(str(name_or_path), known, n=1)

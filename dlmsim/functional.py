@@ -33,7 +33,8 @@ LLADA_MASK_ID = 126336  # LLaDA's [MASK] token id (its generate.py)
 SAMPLER_FNS = {"exp_scale", "gumbel_argmax", "argmax", "rowmax", "dist_argmin", "topk",
                "exp", "reverse_rate", "staggered_score", "transp_transition",
                "masked_update", "posterior_update"}
-LAYOUT_FNS = {"split_heads", "merge_heads"}
+LAYOUT_FNS = {"split_heads", "merge_heads", "transpose", "reshape", "concat", "slice",
+              "upsample", "take", "put", "cache_write"}
 
 
 # ---- memory ----------------------------------------------------------------------------
@@ -208,6 +209,49 @@ def layernorm(x, weight=None, bias=None, eps=1e-5):
     return y if bias is None else y + bias
 
 
+def groupnorm(x, groups: int, weight=None, bias=None, eps=1e-5):
+    """GroupNorm over (C/groups, H, W) per sample of an NCHW tensor, affine per channel."""
+    b, c = x.shape[:2]
+    g = x.reshape(b, groups, -1)
+    g = (g - g.mean(-1, keepdims=True)) / np.sqrt(g.var(-1, keepdims=True) + eps)
+    y = g.reshape(x.shape)
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    if bias is not None:
+        y = y + bias.reshape(shape)
+    return y
+
+
+def conv2d(op: Op, x: np.ndarray, w: np.ndarray, bias, num) -> np.ndarray:
+    """The convolution as the implicit GEMM the simulator costs: im2col rows of
+    (Cin/groups) kh kw, one product per group through the numerics' linear hook, then the
+    bias ([Cout], or [B, Cout] per sample)."""
+    from dlmsim.workloads.check import pair
+
+    b, cin = x.shape[:2]
+    cout, cg, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = (pair(op.attr(k, d)) for k, d in
+                                    (("stride", 1), ("padding", 0), ("dilation", 1)))
+    g = int(op.attr("groups", 1))
+    _, _, ho, wo = op.outputs[0].shape
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    cols = np.empty((b, cin, kh, kw, ho, wo), x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, i, j] = xp[:, :, i * dh: i * dh + sh * (ho - 1) + 1: sh,
+                                  j * dw: j * dw + sw * (wo - 1) + 1: sw]
+    out = []
+    for k in range(g):
+        a = cols[:, k * cg:(k + 1) * cg].reshape(b, cg * kh * kw, ho * wo).transpose(0, 2, 1)
+        wk = w[k * (cout // g):(k + 1) * (cout // g)].reshape(cout // g, -1).T
+        out.append(num.linear(op, a, wk, None))
+    y = np.concatenate(out, axis=-1).transpose(0, 2, 1).reshape(b, cout, ho, wo)
+    if bias is not None:
+        y = y + (bias[None, :, None, None] if bias.ndim == 1 else bias[:, :, None, None])
+    return y
+
+
 def rmsnorm(x, weight, eps=1e-5):
     return x / np.sqrt((x * x).mean(axis=-1, keepdims=True) + eps) * weight
 
@@ -281,9 +325,13 @@ def _const(ctx: _Ctx, op: Op, t) -> np.ndarray:
 def _gemm(ctx: _Ctx, op: Op, args: list[np.ndarray]) -> np.ndarray:
     a, b = args[0], args[1]
     tb = bool(op.attr("transpose_b"))
+    if op.fn == "conv2d":
+        return conv2d(op, a, b, args[2] if len(args) > 2 else None, ctx.num)
     if op.fn == "linear":
         w = b.T if tb else b
-        return ctx.num.linear(op, a, w, args[2] if len(args) > 2 else None)
+        y = ctx.num.linear(op, a, w, args[2] if len(args) > 2 else None)
+        scale = op.attr("scale")  # an ONNX Gemm's alpha
+        return y if scale is None else y * scale
     # A contiguous copy of a transposed operand keeps numpy's batched matmul on BLAS.
     y = ctx.num.matmul(op, a, np.ascontiguousarray(np.swapaxes(b, -1, -2)) if tb else b)
     scale = op.attr("scale")
@@ -297,7 +345,7 @@ def _add(ctx: _Ctx, op: Op, args: list[np.ndarray]) -> np.ndarray:
     out_shape = op.outputs[0].shape
     y = np.zeros(out_shape, ctx.dtype)
     for t, v in zip(op.inputs, args):
-        if v.ndim == 2 and len(out_shape) == 3:
+        if v.ndim == 2 and len(out_shape) == 3 and t.role != "weight":
             by_pos = getattr(ctx.producer.get(t.name), "kind", None) == "gather"
             v = v[None] if by_pos else v[:, None]
         y = y + v
@@ -362,6 +410,36 @@ def _sfu(ctx: _Ctx, op: Op, args: list[np.ndarray]):
         return np.ascontiguousarray(x.reshape(b, seq, h, dh).transpose(0, 2, 1, 3))
     if fn == "merge_heads":
         return x.transpose(0, 2, 1, 3).reshape(out0)
+    if fn in ("transpose", "reshape", "cache_write"):
+        perm = op.attr("perm")
+        return (x.transpose(perm) if fn == "transpose" else x).reshape(out0)
+    if fn == "mul":
+        return x * args[1]
+    if fn == "concat":
+        return np.concatenate(args, axis=int(op.attr("axis", -1)))
+    if fn == "slice":
+        axis = int(op.attr("axis", -2)) % x.ndim
+        index = [slice(None)] * x.ndim
+        index[axis] = slice(int(op.attr("start", 0)), int(op.attr("stop")))
+        return x[tuple(index)]
+    if fn == "groupnorm":
+        return groupnorm(x, int(op.attr("groups")), *args[1:3], eps=eps or 1e-5)
+    if fn == "geglu":
+        h, gate = np.split(x, 2, axis=-1)
+        return h * gelu(gate, "erf", num.approx)
+    if fn == "upsample":
+        k = int(op.attr("scale", 2))
+        return x.repeat(k, axis=2).repeat(k, axis=3)
+    if fn == "take":
+        return np.take_along_axis(x, args[-1].astype(np.int64)[..., None], axis=1)
+    if fn == "put":
+        out = x.copy()
+        np.put_along_axis(out, args[-1].astype(np.int64)[..., None], args[1], axis=1)
+        return out
+    if fn == "cosine":
+        y = args[1]
+        return (x * y).sum(-1) / np.maximum(
+            np.linalg.norm(x, axis=-1) * np.linalg.norm(y, axis=-1), 1e-12)
     return _sampler(ctx, op, args)
 
 

@@ -63,12 +63,17 @@ def build_trace(cfg) -> Trace:
 
 
 def load_workload(name_or_path: str | os.PathLike, **overrides: Any) -> Trace:
-    """A bundled model name, a model-config YAML or a trace file -> Trace.
+    """A bundled model name, a model-config YAML, a trace file or an ONNX file -> Trace.
 
     Run overrides (batch, seq_len, steps, cache, precision, ...) apply to model configs;
-    a trace file is taken as written, so overrides are an error there.
+    a trace file is taken as written, so overrides are an error there; an ONNX file takes
+    steps, batch, seq_len, dim.<name> and map.<OpType> (`workloads.onnxfile`).
     """
     path = resolve("workloads", name_or_path, "workload")
+    if path.suffix.lower() == ".onnx":
+        from dlmsim.workloads.onnxfile import trace_from_onnx
+
+        return trace_from_onnx(path, **overrides)
     data = read_yaml(path)
     if "ops" in data:
         given = {k: v for k, v in overrides.items() if v is not None}
