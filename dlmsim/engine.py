@@ -49,7 +49,6 @@ import simpy
 from dlmsim.mapping import Mapper, OpPlan
 from dlmsim.results import PhaseCost
 
-
 STALL_CAUSES = ("dram", "capacity", "port", "dependency")
 
 
@@ -323,10 +322,18 @@ def _forward(mapper: Mapper, ops, timeline: bool):
         return _rows(plans, seg), seg.events
     one = run_ops(mapper, pre + blocks[0] + post)[1].cycles
     plans, seg = run_ops(mapper, pre + blocks[0] + blocks[1] + post, timeline)
-    marginal = seg.cycles - one
-    rows = _rows(plans, seg)
     a, b = len(pre), len(pre) + len(blocks[0])
     c = b + len(blocks[0])
+    # A further block costs at least what its busiest resource needs: its DRAM bytes on the
+    # channel, its array or SFU cycles. The difference of two runs can come out below that
+    # when the second block fills idle channel time at the end of the first run; scaled by
+    # n - 2 it then claimed more than 100% of the memory bandwidth (issue 11's 101.7%).
+    steady_plans = plans[b:c]
+    floor = max(sum(p.dram_read_bytes + p.dram_write_bytes for p in steady_plans) / mapper.bw,
+                *(sum(p.compute_cycles for p in steady_plans if p.unit == u)
+                  for u in ("array", "sfu")))
+    marginal = max(seg.cycles - one, floor)
+    rows = _rows(plans, seg)
     first, steady = rows[a:b], rows[b:c]
     # The per-op split of the steady block comes from the simulated second block, scaled so
     # that the rows add up to sim(two blocks) + (n - 2) * marginal.
@@ -344,12 +351,15 @@ def _forward(mapper: Mapper, ops, timeline: bool):
     return rows[:a] + merged + rows[c:], [e for e in seg.events if e[1] in names]
 
 
-def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False):
+def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False,
+             memory_trace: bool = False):
     """Simulate a whole sampling run of `trace` on `arch` -> SimResult.
 
     Once-per-run, forward and per-step ops are separate segments (no overlap between them);
     the run is once + forward passes x forward + steps x step. `timeline` keeps the events
-    of one block (or of the whole forward pass when its blocks differ).
+    of one block (or of the whole forward pass when its blocks differ). `memory_trace`
+    also simulates every segment whole (each block, not one scaled) and keeps its DMA
+    transfers with byte addresses (dlmsim.memtrace).
     """
     from dlmsim.arch import check_buffer
     from dlmsim.errors import InputError
@@ -396,7 +406,20 @@ def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False):
         calibrated_resources=calibrated(res, arch),
         cycle_factor=cal.cycles if cal is not None else None,
         calibrated_clock_mhz=cal.clock_mhz if cal is not None else None, timeline=events,
+        memory_trace=_memory_trace(mapper, trace) if memory_trace else [],
     )
+
+
+def _memory_trace(mapper: Mapper, trace) -> list[tuple]:
+    """DMA transfers of every segment, simulated whole, with byte addresses."""
+    from dlmsim import memtrace
+
+    segments = [("once", 1, *run_ops(mapper, list(trace.phase_ops("once")), True))]
+    for name, passes, ops in trace.forward_variants():
+        label = f"forward:{name}" if name else "forward"
+        segments.append((label, passes, *run_ops(mapper, list(ops), True)))
+    segments.append(("step", trace.steps, *run_ops(mapper, list(trace.phase_ops("step")), True)))
+    return memtrace.rows(segments, mapper)
 
 
 def _frame(rows, bw):

@@ -106,6 +106,7 @@ class OpPlan:
     order: str | None = None
     # Bytes of the tile pool the op holds while it runs (its double-buffered tiles).
     tile_bytes: float = 0.0
+    dram_reads: tuple[tuple[str, float], ...] = ()  # (input name, DRAM bytes read)
 
     def __post_init__(self):
         if self.order is None:
@@ -412,6 +413,12 @@ class Mapper:
     def _plan_op(self, op: Op, on_chip: tuple[str, ...], kept: set[str],
                  ctx: GemmContext | None, tiling: Tiling | None,
                  streamed_from: str | None = None) -> OpPlan:
+        per_input: dict[str, float] = {}  # DRAM bytes read of each input (memory traces)
+
+        def read(t, nbytes: float) -> float:
+            per_input[t.name] = per_input.get(t.name, 0.0) + nbytes
+            return nbytes
+
         reads = 0.0
         writes = sum(self.tensor_bytes(t) for t in op.outputs if t.name not in kept)
         order = ""
@@ -421,11 +428,11 @@ class Mapper:
             order = tiling.order
             a, bop = op.inputs[0], op.inputs[1]
             if a.name not in on_chip:
-                reads += self.tensor_bytes(a) * tiling.a_reads
+                reads += read(a, self.tensor_bytes(a) * tiling.a_reads)
             if bop.name not in on_chip:
-                reads += self.tensor_bytes(bop) * tiling.b_reads
+                reads += read(bop, self.tensor_bytes(bop) * tiling.b_reads)
             for t in op.inputs[2:]:
-                reads += self.tensor_bytes(t)
+                reads += read(t, self.tensor_bytes(t))
             unit = "array"
             # Chunks: array output blocks, independent of the buffer size (so that a bigger
             # buffer only ever removes traffic, never coarsens the pipeline).
@@ -439,11 +446,11 @@ class Mapper:
                 if t.role == "const":
                     continue  # host-computed tables (rotary cos/sin) stay on chip
                 if op.kind == "gather" and pos == 0:
-                    reads += op.outputs[0].numel * (self.wb if t.role == "weight" else self.ab)
+                    reads += read(t, op.outputs[0].numel * (self.wb if t.role == "weight" else self.ab))
                 elif t.name not in on_chip:
                     # A slice or a take reads only the rows it selects.
                     part = pos == 0 and op.fn in ("slice", "take")
-                    reads += op.outputs[0].numel * self.ab if part else self.tensor_bytes(t)
+                    reads += read(t, op.outputs[0].numel * self.ab if part else self.tensor_bytes(t))
             data = op.inputs[0] if op.kind == "sfu" else op.outputs[0]
             rows = max(1, data.numel // data.shape[-1])
             if op.kind == "gather":
@@ -462,4 +469,5 @@ class Mapper:
             roofline_cycles=max(compute_roof, memory_roof),
             full_dependency=out_order != "rows", on_chip_inputs=on_chip,
             output_on_chip=bool(kept), order=out_order, tile_bytes=float(tile),
+            dram_reads=tuple(per_input.items()),
         )

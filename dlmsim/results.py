@@ -64,6 +64,7 @@ class SimResult:
     cycle_factor: float | None = None  # calibration: reported / predicted cycles
     calibrated_clock_mhz: float | None = None  # calibration: the clock synthesis estimated
     timeline: list[tuple[str, str, int, float, float]] = field(default_factory=list)
+    memory_trace: list[tuple] = field(default_factory=list)  # dlmsim.memtrace rows
 
     def __post_init__(self):
         """A result is finite and non-negative, and a run takes time; anything else comes

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from dlmsim.cost.register_model import Hazard, fold_starts, run_os, run_ws
 from dlmsim.cost.systolic import (
     DATAFLOWS,
-    OVERLAPS,
     folds,
     gemm_cycles,
     os_fold_cycles,

@@ -333,3 +333,17 @@ def test_bigger_array_never_much_slower(n, step):
     small = {"array.rows": n, "array.cols": n, "allow_overfull": True}
     big = {"array.rows": n + step, "array.cols": n + step, "allow_overfull": True}
     assert _run(**big)[0] <= _run(**small)[0] * 1.05
+
+
+@pytest.mark.parametrize("name", ["mdlm-tiny", "diffusion-lm-e2e"])
+def test_memory_utilisation_never_above_one(name):
+    """Issue 11's 101.7%: a scaled forward may never claim more channel time than it has.
+    Each further block costs at least its own bytes / bandwidth (engine._forward), so
+    DRAM bytes / (cycles x bytes per cycle) <= 1 on every preset, memory-bound or not."""
+    from dlmsim.config import bundled_names
+
+    t = _tiny_trace(name)
+    for arch_name in bundled_names("arch"):
+        for eff in (0.05, 0.85):
+            res = simulate(dlmsim.load_arch(arch_name, **{"memory.efficiency": eff}), t)
+            assert 0 < res.utilisation["memory"] <= 1 + 1e-9, (arch_name, eff)

@@ -35,6 +35,9 @@ def simulate(
         None, "--workload-set", metavar="KEY=VALUE",
         help="Workload override, dotted.key=value (run.gen_len=32)."),
     timeline: Path | None = typer.Option(None, "--timeline", help="Gantt chart of one block."),
+    trace_memory: Path | None = typer.Option(
+        None, "--trace-memory", help="CSV of every DMA transfer with byte addresses (layout: "
+        "dlmsim.memtrace), for a DRAM simulator."),
     fmt: SimFmt = typer.Option(SimFmt.table, "--format", "-f", help="Output format."),
     output: Path | None = typer.Option(None, "-o", "--output",
                                        help="Directory for summary.json, ops.csv, "
@@ -56,7 +59,18 @@ def simulate(
         from dlmsim.plots import check_figure_path
 
         check_figure_path(timeline)
-    res = dlmsim.simulate(acc, trace, timeline=bool(timeline or output))
+    if trace_memory is not None:
+        check_writable(trace_memory)
+    res = dlmsim.simulate(acc, trace, timeline=bool(timeline or output),
+                          memory_trace=trace_memory is not None)
+    if trace_memory is not None:
+        import pandas as pd
+
+        from dlmsim.memtrace import COLUMNS
+
+        mt = pd.DataFrame(res.memory_trace, columns=list(COLUMNS))
+        write_atomic(trace_memory, mt.to_csv(index=False))
+        err.print(f"wrote {len(mt)} DMA transfers to {trace_memory}", highlight=False)
     if output is not None:
         import pandas as pd
 
