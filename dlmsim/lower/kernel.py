@@ -1,0 +1,645 @@
+"""The accelerator as an Allo program: kernels.py text for one temporal design.
+
+The design is the simulator's temporal accelerator, as SDA builds it: ONE kernel `accel` that
+the host calls once per op with the op's descriptor (scalar arguments). Its body is a dataflow
+region of five processes connected by FIFO streams:
+
+    fetch_a --a_s--> array_unit --y_s--> store        (GEMM ops)
+    fetch_b --b_s-->
+    fetch_a --x0_s-> sfu_unit   --z_s--> store        (SFU ops)
+    fetch_b --x1_s->
+
+- `fetch_a`/`fetch_b` are the DMA engines: they read DRAM (`act`, `wts`) through m_axi ports in
+  contiguous runs of WE elements (one port beat) and stream operands to the units.
+- `array_unit` holds the tile buffer (an A row block [R, K] and a weight panel [K, PW]) and
+  runs every GEMM tile through ONE call site of `mesh`, the R x C systolic array: R x C/PACK
+  PE functions after `schedule_hls` unfolds it, each PE one DSP multiply per cycle giving PACK
+  products (DSP packing), output-stationary with the whole K reduced in the PE.
+- `sfu_unit` is the special function unit: L = lanes x elems_per_lane elements per cycle over
+  a row buffer.
+- `store` writes results back through m_axi.
+
+The loop order of a GEMM is the simulator's: one weight panel [K, PW] at a time, A row blocks
+streamed through it, the panel reused by every row block. Products of two activations on a
+4-bit weight port take two passes (high nibble, then low nibble - 8; SDA's attention path).
+
+Numerics: activations are stored as A-bit codes with per-tensor scales (the simulator stores
+every activation at the activation width), weights as W-bit codes with per-channel scales;
+products accumulate exactly; the array's output path dequantizes (float32) and requantizes to
+the output's scale, rounding half away from zero. The SFU computes in float32 on dequantized
+codes (see `numerics` in the manifest: the arch's SFU width is not emulated).
+
+fp32 designs (`bits: fp32`) store float32 everywhere, without quantization.
+
+Nothing here imports allo: this module writes text; the program imports allo when run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# SFU function codes of the descriptor's `op` field (0 is a GEMM).
+SFU_CODES = {"layernorm": 1, "rmsnorm": 2, "softmax": 3, "gelu_tanh": 4, "gelu_erf": 5,
+             "silu": 6, "swiglu": 7, "add": 8, "gated": 9, "modulate": 10, "rotary": 11}
+TWO_INPUT = ("swiglu", "add", "gated")
+
+# The descriptor: accel's scalar arguments in order (all int32). See program.py for their use.
+DESC = ("op", "M", "K", "N", "Z", "H", "npan", "pw", "passes",
+        "a0", "a_zb", "a_zh", "a_rs", "b0", "b_zb", "b_zh", "b_rs", "b_src", "b_t",
+        "y0", "y_zb", "y_zh", "y_rs", "sa", "sb", "bstep", "sy", "bias",
+        "p0", "p1", "prs", "seq", "dh", "pe")
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """Everything kernels.py depends on: the arch's array, SFU and ports, and the maxima of
+    the program it runs (buffer sizes are static in HLS)."""
+
+    rows: int
+    cols: int
+    pack: int  # products per PE (DSP packing): 1 or 2
+    a_bits: int | str  # activation code width, or "fp32"
+    w_bits: int | str
+    acc_bits: int | str
+    sfu_lanes: int  # elements per cycle
+    we: int  # elements of one memory port beat (port_bits / activation bits)
+    k_max: int
+    pw_max: int
+    n_max: int  # longest SFU row
+    passes_max: int
+    act_words: int  # elements of the activation memory
+    wts_words: int
+    prm_words: int
+    a_stream: int  # llvm buffer sizes of the streams (HLS: FIFOs of depth `fifo_depth`)
+    b_stream: int
+    y_stream: int
+    x_stream: int
+    fns: tuple[str, ...]  # SFU functions the program uses
+    fifo_depth: int = 4
+
+    @property
+    def fp32(self) -> bool:
+        return self.a_bits == "fp32"
+
+    @property
+    def pe_cols(self) -> int:
+        return self.cols // self.pack
+
+
+def _ty(bits) -> str:
+    return "float32" if bits == "fp32" else (f"int{bits}" if bits in (8, 16, 32) else
+                                             f"Int({bits})")
+
+
+def kernel_text(k: KernelSpec, header: str) -> str:
+    """The whole kernels.py: header docstring, constants, the processes, `accel`,
+    `schedule_hls`."""
+    return "".join([header, _constants(k), _pe(k), _mesh(k), _fetch_a(k), _fetch_b(k),
+                    _array_unit(k), _sfu_unit(k), _store(k), _accel(k), _schedule(k)])
+
+
+def _constants(k: KernelSpec) -> str:
+    if k.fp32:
+        types = ("TyA = float32  # activations in DRAM\n"
+                 "TyW = float32  # a weight word\n"
+                 "TyC = float32  # accumulator\n")
+    else:
+        wword = 2 * k.w_bits if k.pack == 2 else k.w_bits
+        types = (f"TyA = {_ty(k.a_bits)}  # activation codes ({k.a_bits} bits)\n"
+                 f"TyW = {_ty(max(8, wword))}  # a weight word: {k.pack} x {k.w_bits}-bit "
+                 "codes of adjacent columns\n"
+                 f"TyC = {_ty(k.acc_bits)}  # accumulator ({k.acc_bits} bits)\n")
+    qmax = 0 if k.fp32 else 2 ** (k.a_bits - 1) - 1
+    codes = "\n".join(f"{n.upper()} = {c}" for n, c in SFU_CODES.items())
+    return f'''
+import allo
+from allo.ir.types import Int, float32, index, int8, int16, int32  # noqa: F401
+from allo.customize import Partition
+from allo.ir.utils import MockBuffer
+
+# ---- the design
+R, C, PACK = {k.rows}, {k.cols}, {k.pack}  # array rows x cols MACs; products per PE (DSP)
+CP = C // PACK  # PE columns
+WB = {0 if k.fp32 else k.w_bits}  # weight code bits (a packed word holds PACK of them)
+QMAX = {qmax}.0  # largest activation code
+L = {k.sfu_lanes}  # SFU elements per cycle
+WE = {k.we}  # elements per memory port beat
+{types}
+# ---- what the program needs (static sizes in HLS)
+KMAX, PWMAX, NMAX, PASSES = {k.k_max}, {k.pw_max}, {k.n_max}, {k.passes_max}
+NACT, NWTS, NPRM = {k.act_words}, {k.wts_words}, {k.prm_words}
+AS, BS, YS, XS = {k.a_stream}, {k.b_stream}, {k.y_stream}, {k.x_stream}  # stream lengths
+FIFO = {k.fifo_depth}  # FIFO depth of every stream in HLS
+
+GEMM = 0
+{codes}
+'''
+
+
+def _pe(k: KernelSpec) -> str:
+    if k.fp32:
+        return '''
+
+def pe(A_in: TyA[KMAX], B_in: TyW[KMAX], A_out: TyA[KMAX], B_out: TyW[KMAX],
+       Cm: TyC[PASSES, R, C], kn: int32, ps: index, i: index, j: index):
+    """One PE: a float multiply-accumulate per cycle over the whole K."""
+    v: TyC = 0.0
+    for k in range(kn, name="reduction"):
+        a: TyA = A_in[k]
+        b: TyW = B_in[k]
+        v += a * b
+        A_out[k] = a
+        B_out[k] = b
+    Cm[ps, i, j] = v
+'''
+    if k.pack == 1:
+        return '''
+
+def pe(A_in: TyA[KMAX], B_in: TyW[KMAX], A_out: TyA[KMAX], B_out: TyW[KMAX],
+       Cm: TyC[PASSES, R, C], kn: int32, ps: index, i: index, j: index):
+    """One PE: one multiply-accumulate per cycle over the whole K."""
+    v: TyC = 0
+    for k in range(kn, name="reduction"):
+        a: TyA = A_in[k]
+        b: TyW = B_in[k]
+        v += a * b
+        A_out[k] = a
+        B_out[k] = b
+    Cm[ps, i, j] = v
+'''
+    return '''
+
+def pe(A_in: TyA[KMAX], B_in: TyW[KMAX], A_out: TyA[KMAX], B_out: TyW[KMAX],
+       Cm: TyC[PASSES, R, C], kn: int32, ps: index, i: index, j: index):
+    """One PE = one DSP48E2 multiply per cycle giving two products (DSP packing, UG579 /
+    WP486): the 27-bit port takes w1 * 2^18 + w0, the 18-bit port a; the low 18 bits of the
+    product are a*w0 (two's complement), the rest a*w1. Exact for 8-bit a and 4/8-bit w."""
+    v0: TyC = 0
+    v1: TyC = 0
+    for k in range(kn, name="reduction"):
+        a: TyA = A_in[k]
+        w: TyW = B_in[k]
+        w0: Int(18) = (w << WB) >> WB
+        w1: Int(27) = w >> WB
+        op: Int(27) = (w1 << 18) + w0
+        p: Int(45) = op * a
+        lo: Int(18) = p
+        hi: Int(45) = (p - lo) >> 18
+        v0 += lo
+        v1 += hi
+        A_out[k] = a
+        B_out[k] = w
+    Cm[ps, i, 2 * j] = v0
+    Cm[ps, i, 2 * j + 1] = v1
+'''
+
+
+def _mesh(k: KernelSpec) -> str:
+    return '''
+
+def mesh(A: TyA[R, KMAX], B: TyW[PASSES, KMAX, PWMAX // PACK], ps: index, g: index,
+         Cm: TyC[PASSES, R, C], kn: int32):
+    """The systolic array: A rows enter from the left, weight words from the top, every PE
+    reduces the whole K of its output (output-stationary). One call = one R x C output tile
+    of column group g of the panel, pass ps."""
+    A_fifo: TyA[R, CP + 1, KMAX]
+    B_fifo: TyW[CP, R + 1, KMAX]
+    A_drain: TyA[R]
+    B_drain: TyW[CP]
+    for k in range(kn, name="data_load"):
+        for m in range(R):
+            A_fifo[m, 0, k] = A[m, k]
+        for n in range(CP):
+            B_fifo[n, 0, k] = B[ps, k, g * CP + n]
+    for i, j in allo.grid(R, CP, name="PE"):
+        pe(A_fifo[i, j], B_fifo[j, i], A_fifo[i, j + 1], B_fifo[j, i + 1], Cm, kn, ps, i, j)
+    for k in range(kn, name="data_drain"):
+        for m in range(R):
+            A_drain[m] = A_fifo[m, CP, k]
+        for n in range(CP):
+            B_drain[n] = B_fifo[n, R, k]
+'''
+
+
+def _word_of(k: KernelSpec, src: str) -> str:
+    """Text of a weight word built from PACK activation codes `src.format(q=...)` of pass ps
+    (the attention path: both operands are activations)."""
+    if k.fp32 or k.pack == 1:
+        return src.format(q=0)
+    if k.w_bits == 4:  # two passes: high nibble, then low nibble - 8 (both fit 4 signed bits)
+        parts = []
+        for q in range(2):
+            c = src.format(q=q)
+            parts.append(f"(({c} >> 4) if ps == 0 else (({c} & 15) - 8))")
+        return f"((({parts[1]}) << 4) | (({parts[0]}) & 15))"
+    return "(c1 << 8) | (c0 & 255)"  # c0, c1: the two codes widened to TyW (fetch_b)
+
+
+def _fetch_a(k: KernelSpec) -> str:
+    return '''
+
+def fetch_a(act: TyA[NACT], op: int32, M: int32, K: int32, N: int32, Z: int32, H: int32,
+            npan: int32, a0: int32, a_zb: int32, a_zh: int32, a_rs: int32,
+            a_s: TyA[R, AS], x0_s: TyA[L, XS]):
+    """DMA of the first operand. GEMM: each A row block [R, K] once per weight panel, read
+    row by row in port beats, streamed column by column (R codes per cycle). SFU: the rows of
+    X0, L elements per cycle."""
+    blk: TyA[R, KMAX]
+    ia: int32 = 0
+    ix: int32 = 0
+    if op == GEMM:
+        mtn: int32 = (M + R - 1) // R
+        kw: int32 = (K + WE - 1) // WE
+        for z in range(Z):
+            base: int32 = a0 + (z // H) * a_zb + (z % H) * a_zh
+            for p in range(npan):
+                for mt in range(mtn):
+                    for r in range(R):
+                        row: int32 = mt * R + r
+                        for kk in range(kw, name="burst", pipeline=True):
+                            for e in range(WE):
+                                kq: int32 = kk * WE + e
+                                if row < M and kq < K:
+                                    blk[r, kq] = act[base + row * a_rs + kq]
+                                else:
+                                    blk[r, kq] = 0
+                    for k in range(K, name="feed", pipeline=True):
+                        for r1 in range(R):
+                            a_s[r1, ia] = blk[r1, k]
+                        ia += 1
+    else:
+        nw: int32 = (N + L - 1) // L
+        for row1 in range(M):
+            for jj in range(nw, name="row", pipeline=True):
+                for l in range(L):
+                    j: int32 = jj * L + l
+                    if j < N:
+                        x0_s[l, ix] = act[a0 + row1 * a_rs + j]
+                    else:
+                        x0_s[l, ix] = 0
+                ix += 1
+'''
+
+
+def _fetch_b(k: KernelSpec) -> str:
+    direct = _word_of(k, "act[base + kq * b_rs + col + {q}]")
+    trans = _word_of(k, "bt[col + {q} - p * pw, kq]")
+    pre_d, pre_t = [], []
+    if not k.fp32 and k.pack == 2 and k.w_bits == 8:  # widen the 8-bit codes, then shift
+        direct = direct.replace("c0", "d0").replace("c1", "d1")
+        pre_d = ["d0: TyW = act[base + kq * b_rs + col]",
+                 "d1: TyW = act[base + kq * b_rs + col + 1]"]
+        pre_t = ["c0: TyW = bt[col - p * pw, kq]", "c1: TyW = bt[col + 1 - p * pw, kq]"]
+    branches = _indent(["if b_src == 0:", "    w = wts[base + kq * b_rs + col // PACK]",
+                        "elif b_t == 1:", *[f"    {x}" for x in pre_t], f"    w = {trans}",
+                        "else:", *[f"    {x}" for x in pre_d], f"    w = {direct}"], 36)
+    return f'''
+
+def fetch_b(wts: TyW[NWTS], act: TyA[NACT], op: int32, K: int32, N: int32, Z: int32,
+            H: int32, npan: int32, pw: int32, passes: int32, b0: int32, b_zb: int32,
+            b_zh: int32, b_rs: int32, b_src: int32, b_t: int32, M: int32,
+            b_s: TyW[CP, BS], x1_s: TyA[L, XS]):
+    """DMA of the second operand. GEMM: each weight panel [K, pw] once, per pass, as words
+    of PACK codes of adjacent columns (weights are stored packed; activation operands are
+    packed here). A transposed activation operand (K^T) is read row by row into `bt` first.
+    SFU: the rows of X1 for two-input functions."""
+    bt: TyA[PWMAX, KMAX]
+    ib: int32 = 0
+    ix: int32 = 0
+    if op == GEMM:
+        ng: int32 = pw // C
+        kw: int32 = (K + WE - 1) // WE
+        for z in range(Z):
+            base: int32 = b0 + (z // H) * b_zb + (z % H) * b_zh
+            for p in range(npan):
+                if b_t == 1:
+                    for n in range(pw):
+                        for kk in range(kw, name="burst", pipeline=True):
+                            for e in range(WE):
+                                kq0: int32 = kk * WE + e
+                                if p * pw + n < N and kq0 < K:
+                                    bt[n, kq0] = act[base + (p * pw + n) * b_rs + kq0]
+                                else:
+                                    bt[n, kq0] = 0
+                for ps in range(passes):
+                    for kq in range(K, name="feed"):
+                        for g in range(ng, pipeline=True):
+                            for j in range(CP):
+                                col: int32 = p * pw + g * C + j * PACK
+                                w: TyW = 0
+                                if col < N:
+{branches}                                b_s[j, ib] = w
+                            ib += 1
+    elif op == SWIGLU or op == ADD or op == GATED:
+        nw: int32 = (N + L - 1) // L
+        for row1 in range(M):
+            for jj in range(nw, name="row", pipeline=True):
+                for l in range(L):
+                    j1: int32 = jj * L + l
+                    if j1 < N:
+                        x1_s[l, ix] = act[b0 + row1 * b_rs + j1]
+                    else:
+                        x1_s[l, ix] = 0
+                ix += 1
+'''
+
+
+def _requant(k: KernelSpec, var: str) -> list[str]:
+    """Lines that round float `var` half away from zero and clamp to the code range."""
+    if k.fp32:
+        return []
+    return [f"if {var} >= 0.0:", f"    {var} = {var} + 0.5", "else:",
+            f"    {var} = {var} - 0.5", f"if {var} > QMAX:", f"    {var} = QMAX",
+            f"if {var} < -QMAX:", f"    {var} = -QMAX"]
+
+
+def _indent(lines: list[str], n: int) -> str:
+    return "".join(" " * n + ln + "\n" for ln in lines)
+
+
+def _array_unit(k: KernelSpec) -> str:
+    if k.fp32:
+        combine = _indent(["t: TyC = acc[0, r1, c]"], 32)
+        deq = _indent(["u = t * prm[sb + n * bstep]"], 36)
+    else:
+        combine = _indent(["t: int32 = 0", "for q in range(PASSES):",
+                           "    if q < passes:", "        t = t * 16 + acc[q, r1, c]", "if passes == 2:",
+                           "    t = t + 8 * rsum[r1]"], 32)
+        deq = _indent(["u = float(t) * s_a * prm[sb + n * bstep]"], 36)
+    rq = _indent(_requant(k, "u"), 32)
+    return f'''
+
+def array_unit(prm: float32[NPRM], op: int32, M: int32, K: int32, N: int32, Z: int32,
+               npan: int32, pw: int32, passes: int32, sa: int32, sb: int32, bstep: int32,
+               sy: int32, bias: int32, a_s: TyA[R, AS], b_s: TyW[CP, BS],
+               y_s: TyA[C, YS]):
+    """The array and its tile buffer: per panel, the weight words of every pass; per row
+    block, the A block; then every R x C tile of the panel through the one `mesh` call site,
+    and the output path (dequantize, bias, requantize)."""
+    ablk: TyA[R, KMAX]
+    wpan: TyW[PASSES, KMAX, PWMAX // PACK]
+    rsum: int32[R]
+    acc: TyC[PASSES, R, C]
+    ia: int32 = 0
+    ib: int32 = 0
+    iy: int32 = 0
+    if op == GEMM:
+        ng: int32 = pw // C
+        mtn: int32 = (M + R - 1) // R
+        s_a: float32 = prm[sa]
+        inv_y: float32 = prm[sy]
+        for z in range(Z):
+            for p in range(npan):
+                for ps0 in range(passes):
+                    for kq in range(K, name="panel"):
+                        for g0 in range(ng, pipeline=True):
+                            for j in range(CP):
+                                wpan[ps0, kq, g0 * CP + j] = b_s[j, ib]
+                            ib += 1
+                for mt in range(mtn):
+                    for r in range(R):
+                        rsum[r] = 0
+                    for k in range(K, name="block", pipeline=True):
+                        for r0 in range(R):
+                            ablk[r0, k] = a_s[r0, ia]
+                            rsum[r0] += ablk[r0, k]
+                        ia += 1
+                    for g in range(ng):
+                        for ps in range(passes):
+                            mesh(ablk, wpan, ps, g, acc, K)
+                        for r1 in range(R, name="out", pipeline=True):
+                            for c in range(C):
+                                n: int32 = p * pw + g * C + c
+{combine}                                u: float32 = 0.0
+                                if n < N:
+{deq}                                    if bias >= 0:
+                                        u = u + prm[bias + n]
+                                    u = u * inv_y
+{rq}                                y_s[c, iy] = u
+                            iy += 1
+'''
+
+
+def _store(k: KernelSpec) -> str:
+    return '''
+
+def store(act: TyA[NACT], op: int32, M: int32, N: int32, Z: int32, H: int32, npan: int32,
+          pw: int32, y0: int32, y_zb: int32, y_zh: int32, y_rs: int32, y_s: TyA[C, YS],
+          z_s: TyA[L, XS]):
+    """DMA of results: GEMM output tiles row by row (C codes per beat group), SFU rows."""
+    iy: int32 = 0
+    iz: int32 = 0
+    if op == GEMM:
+        ng: int32 = pw // C
+        mtn: int32 = (M + R - 1) // R
+        for z in range(Z):
+            base: int32 = y0 + (z // H) * y_zb + (z % H) * y_zh
+            for p in range(npan):
+                for mt in range(mtn):
+                    for g in range(ng):
+                        for r in range(R, name="out", pipeline=True):
+                            row: int32 = mt * R + r
+                            for c in range(C):
+                                n: int32 = p * pw + g * C + c
+                                v: TyA = y_s[c, iy]
+                                if row < M and n < N:
+                                    act[base + row * y_rs + n] = v
+                            iy += 1
+    else:
+        nw: int32 = (N + L - 1) // L
+        for row1 in range(M):
+            for jj in range(nw, name="row", pipeline=True):
+                for l in range(L):
+                    j: int32 = jj * L + l
+                    v1: TyA = z_s[l, iz]
+                    if j < N:
+                        act[y0 + row1 * y_rs + j] = v1
+                iz += 1
+'''
+
+
+def _sfu_body(k: KernelSpec) -> str:
+    """The row functions, each a few passes over the row buffer at L elements per cycle.
+    Reductions keep one partial sum per lane (`part`), then add the lanes in order."""
+    fns = set(k.fns)
+    out = []
+
+    def reduce_parts(dst: str, init: str, expr: str, how: str = "sum") -> list[str]:
+        upd = ([f"part[l] = part[l] + ({expr})"] if how == "sum" else
+               [f"if {expr} > part[l]:", f"    part[l] = {expr}"])
+        fold = ([f"    {dst} = {dst} + part[l1]"] if how == "sum" else
+                [f"    if part[l1] > {dst}:", f"        {dst} = part[l1]"])
+        return ["for l0 in range(L):", f"    part[l0] = {init}",
+                f"for jj in range(nw, name=\"{dst}_pass\", pipeline=True):", "    for l in range(L):",
+                "        j: int32 = jj * L + l", "        if j < N:",
+                *[f"            {ln}" for ln in upd],
+                f"{dst}: float32 = {init}", "for l1 in range(L):", *fold]
+
+    def each(lines: list[str]) -> list[str]:
+        return ["for jj2 in range(nw, name=\"apply\", pipeline=True):", "    for l2 in range(L):",
+                "        j2: int32 = jj2 * L + l2",
+                *[f"        {ln}" for ln in lines]]
+
+    def branch(name: str, lines: list[str]) -> None:
+        if name in fns:
+            out.append((name, lines))
+
+    branch("layernorm", [
+        *reduce_parts("mu", "0.0", "xr[j]"), "mu = mu / float(N)",
+        *reduce_parts("var", "0.0", "(xr[j] - mu) * (xr[j] - mu)"), "var = var / float(N)",
+        "inv: float32 = 1.0 / allo.sqrt(var + prm[pe])",
+        *each(["zr[j2] = (xr[j2] - mu) * inv * prm[p0 + j2]",
+               "if p1 >= 0:", "    zr[j2] = zr[j2] + prm[p1 + j2]"])])
+    branch("rmsnorm", [
+        *reduce_parts("ms", "0.0", "xr[j] * xr[j]"), "ms = ms / float(N)",
+        "inv: float32 = 1.0 / allo.sqrt(ms + prm[pe])",
+        *each(["zr[j2] = xr[j2] * inv * prm[p0 + j2]"])])
+    branch("softmax", [
+        *reduce_parts("mx", "-3.0e38", "xr[j]", how="max"),
+        "for jj1 in range(nw, name=\"exp\", pipeline=True):", "    for l3 in range(L):",
+        "        j3: int32 = jj1 * L + l3", "        zr[j3] = 0.0", "        if j3 < N:",
+        "            zr[j3] = allo.exp(xr[j3] - mx)",
+        *[ln.replace("xr[j]", "zr[j]") for ln in reduce_parts("sm", "0.0", "xr[j]")],
+        "inv: float32 = 1.0 / sm",
+        *each(["zr[j2] = zr[j2] * inv"])])
+    branch("gelu_tanh", each([
+        "x: float32 = xr[j2]",
+        "zr[j2] = 0.5 * x * (1.0 + allo.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))"
+    ]))
+    branch("gelu_erf", each([
+        "x: float32 = xr[j2]", "u: float32 = x * 0.7071067811865476", "a: float32 = u",
+        "if u < 0.0:", "    a = -u", "t: float32 = 1.0 / (1.0 + 0.3275911 * a)",
+        "q: float32 = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * "
+        "(-1.453152027 + t * 1.061405429))))",
+        "e: float32 = 1.0 - q * allo.exp(-a * a)", "if u < 0.0:", "    e = -e",
+        "zr[j2] = 0.5 * x * (1.0 + e)"]))
+    branch("silu", each(["zr[j2] = xr[j2] / (1.0 + allo.exp(-xr[j2]))"]))
+    branch("swiglu", each(["zr[j2] = xr[j2] / (1.0 + allo.exp(-xr[j2])) * x1r[j2]"]))
+    branch("add", each(["zr[j2] = xr[j2] + x1r[j2]"]))
+    branch("gated", each(["zr[j2] = 0.0", "if j2 < N:",
+                          "    zr[j2] = xr[j2] + prm[p0 + bq * prs + j2] * x1r[j2]"]))
+    branch("modulate", each(["zr[j2] = 0.0", "if j2 < N:",
+                             "    zr[j2] = xr[j2] * (1.0 + prm[p0 + bq * prs + j2]) "
+                             "+ prm[p1 + bq * prs + j2]"]))
+    branch("rotary", each([
+        "zr[j2] = 0.0", "if j2 < N:", "    d: int32 = j2 % dh", "    half: int32 = dh // 2",
+        "    rh: float32 = 0.0", "    if d < half:", "        rh = -xr[j2 + half]", "    else:",
+        "        rh = xr[j2 - half]",
+        "    zr[j2] = xr[j2] * prm[p0 + lq * dh + d] + rh * prm[p1 + lq * dh + d]"]))
+    text = []
+    for i, (name, lines) in enumerate(out):
+        kw = "if" if i == 0 else "elif"
+        text.append(f"            {kw} op == {name.upper()}:\n")
+        text.append(_indent(lines, 16))
+    return "".join(text)
+
+
+def _sfu_unit(k: KernelSpec) -> str:
+    two = [f for f in k.fns if f in TWO_INPUT]
+    load1 = ""
+    if two:
+        cond = " or ".join(f"op == {f.upper()}" for f in two)
+        load1 = (f"                    if {cond}:\n"
+                 "                        x1r[j] = float(x1_s[l, ix]) * s1\n")
+    rq = _indent(_requant(k, "u"), 20)
+    return f'''
+
+def sfu_unit(prm: float32[NPRM], op: int32, M: int32, N: int32, sa: int32, sb: int32,
+             sy: int32, p0: int32, p1: int32, prs: int32, seq: int32, dh: int32, pe: int32,
+             x0_s: TyA[L, XS], x1_s: TyA[L, XS], z_s: TyA[L, XS]):
+    """The SFU: per row, load (dequantize) into the row buffer, run the function's passes
+    at L elements per cycle, requantize and stream the row out."""
+    xr: float32[NMAX]
+    x1r: float32[NMAX]
+    zr: float32[NMAX]
+    part: float32[L]
+    ix: int32 = 0
+    iz: int32 = 0
+    if op != GEMM:
+        nw: int32 = (N + L - 1) // L
+        s0: float32 = prm[sa]
+        s1: float32 = prm[sb]
+        inv_y: float32 = prm[sy]
+        for row in range(M):
+            bq: int32 = row // seq
+            lq: int32 = row % seq
+            for jj0 in range(nw, name="load", pipeline=True):
+                for l in range(L):
+                    j: int32 = jj0 * L + l
+                    xr[j] = float(x0_s[l, ix]) * s0
+{load1}                ix += 1
+{_sfu_body(k)}            for jj3 in range(nw, name="emit", pipeline=True):
+                for l4 in range(L):
+                    u: float32 = zr[jj3 * L + l4] * inv_y
+{rq}                    z_s[l4, iz] = u
+                iz += 1
+'''
+
+
+def _accel(k: KernelSpec) -> str:
+    args = ", ".join(f"{d}: int32" for d in DESC)
+    return f'''
+
+def accel(wts: TyW[NWTS], prm: float32[NPRM], act_in: TyA[NACT], {args},
+          act: TyA[NACT]):
+    """One op of the program: the descriptor selects a GEMM (op == 0) or an SFU function.
+    `act_in` and `act` are the same DRAM buffer (read by the fetch engines, written by
+    `store`); weights and parameters stay in DRAM."""
+    a_s: TyA[R, AS]
+    b_s: TyW[CP, BS]
+    y_s: TyA[C, YS]
+    x0_s: TyA[L, XS]
+    x1_s: TyA[L, XS]
+    z_s: TyA[L, XS]
+    fetch_a(act_in, op, M, K, N, Z, H, npan, a0, a_zb, a_zh, a_rs, a_s, x0_s)
+    fetch_b(wts, act_in, op, K, N, Z, H, npan, pw, passes, b0, b_zb, b_zh, b_rs, b_src, b_t,
+            M, b_s, x1_s)
+    array_unit(prm, op, M, K, N, Z, npan, pw, passes, sa, sb, bstep, sy, bias, a_s, b_s, y_s)
+    sfu_unit(prm, op, M, N, sa, sb, sy, p0, p1, prs, seq, dh, pe, x0_s, x1_s, z_s)
+    store(act, op, M, N, Z, H, npan, pw, y0, y_zb, y_zh, y_rs, y_s, z_s)
+'''
+
+
+def _schedule(k: KernelSpec) -> str:
+    return '''
+
+def schedule_mesh():
+    """The array as hardware: R x CP PE functions (Allo's `unfold`), FIFOs between them,
+    operands partitioned so a column of A and a row of weight words enter per cycle."""
+    sm = allo.customize(mesh)
+    sm.partition(sm.A, dim=1)
+    if CP > 1:
+        sm.partition(sm.B, partition_type=Partition.Cyclic, dim=3, factor=CP)
+    sm.partition(sm.Cm, dim=0)
+    sm.pipeline(sm.get_loops("pe")["reduction"]["k"])
+    sm.pipeline(sm.get_loops("mesh")["data_load"]["k"])
+    sm.pipeline(sm.get_loops("mesh")["data_drain"]["k"])
+    pes = sm.unfold("mesh:PE", [0, 1])
+    sm.to(MockBuffer("mesh", "A_fifo"), pes, axis=1, depth=R + 1)
+    sm.to(MockBuffer("mesh", "B_fifo"), pes, axis=0, depth=CP + 1)
+    return sm
+
+
+def schedule_hls(s):
+    """The hardware schedule (vhls / Vitis HLS; Allo's llvm backend cannot build after it):
+    the mesh unfolded, the five processes as one dataflow region with FIFO streams, the
+    per-cycle loops pipelined. Every step must succeed: a failure is an error."""
+    s.compose(schedule_mesh())  # also partitions the tile buffer (ablk, wpan) and acc
+    cyc = Partition.Cyclic
+    for fn, buf, dim, kind, factor in (
+            ("fetch_a", "blk", 1, None, 0), ("fetch_a", "blk", 2, cyc, WE),
+            ("fetch_b", "bt", 1, cyc, C), ("fetch_b", "bt", 2, cyc, WE),
+            ("array_unit", "rsum", 0, None, 0), ("sfu_unit", "xr", 1, cyc, L),
+            ("sfu_unit", "x1r", 1, cyc, L), ("sfu_unit", "zr", 1, cyc, L),
+            ("sfu_unit", "part", 0, None, 0)):
+        if kind is None:
+            s.partition(MockBuffer(fn, buf), dim=dim)
+        elif factor > 1:
+            s.partition(MockBuffer(fn, buf), partition_type=kind, dim=dim, factor=factor)
+    for buf, dst in (("a_s", "array_unit"), ("b_s", "array_unit"), ("y_s", "store"),
+                     ("x0_s", "sfu_unit"), ("x1_s", "sfu_unit"), ("z_s", "store")):
+        s.to(getattr(s, buf), [0], axis=0, depth=FIFO)
+    s.dataflow("accel")
+    return s
+'''
+
