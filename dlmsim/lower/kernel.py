@@ -44,7 +44,7 @@ SFU_CODES = {"layernorm": 1, "rmsnorm": 2, "softmax": 3, "gelu_tanh": 4, "gelu_e
 TWO_INPUT = ("swiglu", "add", "gated")
 
 # The descriptor: accel's scalar arguments in order (all int32). See program.py for their use.
-DESC = ("op", "M", "K", "N", "Z", "H", "npan", "pw", "passes",
+DESC = ("op", "M", "K", "N", "Z", "H", "order", "nout", "nin", "mtr", "pw", "passes",
         "a0", "a_zb", "a_zh", "a_rs", "b0", "b_zb", "b_zh", "b_rs", "b_src", "b_t",
         "y0", "y_zb", "y_zh", "y_rs", "sa", "sb", "bstep", "sy", "bias",
         "p0", "p1", "prs", "seq", "dh", "pe")
@@ -65,6 +65,7 @@ class KernelSpec:
     we: int  # elements of one memory port beat (port_bits / activation bits)
     k_max: int
     pw_max: int
+    mt_max: int  # rows of the A tile (output-row order), a multiple of rows
     n_max: int  # longest SFU row
     passes_max: int
     act_words: int  # elements of the activation memory
@@ -126,7 +127,7 @@ L = {k.sfu_lanes}  # SFU elements per cycle
 WE = {k.we}  # elements per memory port beat
 {types}
 # ---- what the program needs (static sizes in HLS)
-KMAX, PWMAX, NMAX, PASSES = {k.k_max}, {k.pw_max}, {k.n_max}, {k.passes_max}
+KMAX, PWMAX, MTMAX, NMAX, PASSES = {k.k_max}, {k.pw_max}, {k.mt_max}, {k.n_max}, {k.passes_max}
 NACT, NWTS, NPRM = {k.act_words}, {k.wts_words}, {k.prm_words}
 AS, BS, YS, XS = {k.a_stream}, {k.b_stream}, {k.y_stream}, {k.x_stream}  # stream lengths
 FIFO = {k.fifo_depth}  # FIFO depth of every stream in HLS
@@ -197,18 +198,18 @@ def pe(A_in: TyA[KMAX], B_in: TyW[KMAX], A_out: TyA[KMAX], B_out: TyW[KMAX],
 def _mesh(k: KernelSpec) -> str:
     return '''
 
-def mesh(A: TyA[R, KMAX], B: TyW[PASSES, KMAX, PWMAX // PACK], ps: index, g: index,
-         Cm: TyC[PASSES, R, C], kn: int32):
+def mesh(A: TyA[MTMAX, KMAX], B: TyW[PASSES, KMAX, PWMAX // PACK], ps: index, rb: index,
+         g: index, Cm: TyC[PASSES, R, C], kn: int32):
     """The systolic array: A rows enter from the left, weight words from the top, every PE
     reduces the whole K of its output (output-stationary). One call = one R x C output tile
-    of column group g of the panel, pass ps."""
+    of row block rb of the A tile and column group g of the panel, pass ps."""
     A_fifo: TyA[R, CP + 1, KMAX]
     B_fifo: TyW[CP, R + 1, KMAX]
     A_drain: TyA[R]
     B_drain: TyW[CP]
     for k in range(kn, name="data_load"):
         for m in range(R):
-            A_fifo[m, 0, k] = A[m, k]
+            A_fifo[m, 0, k] = A[rb * R + m, k]
         for n in range(CP):
             B_fifo[n, 0, k] = B[ps, k, g * CP + n]
     for i, j in allo.grid(R, CP, name="PE"):
@@ -236,37 +237,41 @@ def _word_of(k: KernelSpec, src: str) -> str:
 
 
 def _fetch_a(k: KernelSpec) -> str:
-    return '''
+    return """
 
 def fetch_a(act: TyA[NACT], op: int32, M: int32, K: int32, N: int32, Z: int32, H: int32,
-            npan: int32, a0: int32, a_zb: int32, a_zh: int32, a_rs: int32,
-            a_s: TyA[R, AS], x0_s: TyA[L, XS]):
-    """DMA of the first operand. GEMM: each A row block [R, K] once per weight panel, read
-    row by row in port beats, streamed column by column (R codes per cycle). SFU: the rows of
-    X0, L elements per cycle."""
+            order: int32, nout: int32, nin: int32, mtr: int32, a0: int32, a_zb: int32,
+            a_zh: int32, a_rs: int32, a_s: TyA[R, AS], x0_s: TyA[L, XS]):
+    \"\"\"DMA of the first operand. GEMM: A row blocks [R, K], each read row by row in port
+    beats and streamed column by column (R codes per cycle): per (panel, row block) in the
+    weight-panel order (0), once per row group of mtr rows in the output-row order (1). SFU:
+    the rows of X0, L elements per cycle.\"\"\"
     blk: TyA[R, KMAX]
     ia: int32 = 0
     ix: int32 = 0
     if op == GEMM:
-        mtn: int32 = (M + R - 1) // R
         kw: int32 = (K + WE - 1) // WE
+        nrb: int32 = mtr // R
         for z in range(Z):
             base: int32 = a0 + (z // H) * a_zb + (z % H) * a_zh
-            for p in range(npan):
-                for mt in range(mtn):
-                    for r in range(R):
-                        row: int32 = mt * R + r
-                        for kk in range(kw, name="burst", pipeline=True):
-                            for e in range(WE):
-                                kq: int32 = kk * WE + e
-                                if row < M and kq < K:
-                                    blk[r, kq] = act[base + row * a_rs + kq]
-                                else:
-                                    blk[r, kq] = 0
-                    for k in range(K, name="feed", pipeline=True):
-                        for r1 in range(R):
-                            a_s[r1, ia] = blk[r1, k]
-                        ia += 1
+            for o in range(nout):
+                for i in range(nin):
+                    if order == 0 or i == 0:
+                        for rb in range(nrb):
+                            row0: int32 = i * R if order == 0 else o * mtr + rb * R
+                            for r in range(R):
+                                row: int32 = row0 + r
+                                for kk in range(kw, name="burst", pipeline=True):
+                                    for e in range(WE):
+                                        kq: int32 = kk * WE + e
+                                        if row < M and kq < K:
+                                            blk[r, kq] = act[base + row * a_rs + kq]
+                                        else:
+                                            blk[r, kq] = 0
+                            for k in range(K, name="feed", pipeline=True):
+                                for r1 in range(R):
+                                    a_s[r1, ia] = blk[r1, k]
+                                ia += 1
     else:
         nw: int32 = (N + L - 1) // L
         for row1 in range(M):
@@ -278,31 +283,32 @@ def fetch_a(act: TyA[NACT], op: int32, M: int32, K: int32, N: int32, Z: int32, H
                     else:
                         x0_s[l, ix] = 0
                 ix += 1
-'''
+"""
 
 
 def _fetch_b(k: KernelSpec) -> str:
     direct = _word_of(k, "act[base + kq * b_rs + col + {q}]")
-    trans = _word_of(k, "bt[col + {q} - p * pw, kq]")
+    trans = _word_of(k, "bt[col + {q} - pc * pw, kq]")
     pre_d, pre_t = [], []
     if not k.fp32 and k.pack == 2 and k.w_bits == 8:  # widen the 8-bit codes, then shift
         direct = direct.replace("c0", "d0").replace("c1", "d1")
         pre_d = ["d0: TyW = act[base + kq * b_rs + col]",
                  "d1: TyW = act[base + kq * b_rs + col + 1]"]
-        pre_t = ["c0: TyW = bt[col - p * pw, kq]", "c1: TyW = bt[col + 1 - p * pw, kq]"]
+        pre_t = ["c0: TyW = bt[col - pc * pw, kq]", "c1: TyW = bt[col + 1 - pc * pw, kq]"]
     branches = _indent(["if b_src == 0:", "    w = wts[base + kq * b_rs + col // PACK]",
                         "elif b_t == 1:", *[f"    {x}" for x in pre_t], f"    w = {trans}",
-                        "else:", *[f"    {x}" for x in pre_d], f"    w = {direct}"], 36)
-    return f'''
+                        "else:", *[f"    {x}" for x in pre_d], f"    w = {direct}"], 44)
+    return f"""
 
 def fetch_b(wts: TyW[NWTS], act: TyA[NACT], op: int32, K: int32, N: int32, Z: int32,
-            H: int32, npan: int32, pw: int32, passes: int32, b0: int32, b_zb: int32,
-            b_zh: int32, b_rs: int32, b_src: int32, b_t: int32, M: int32,
-            b_s: TyW[CP, BS], x1_s: TyA[L, XS]):
-    """DMA of the second operand. GEMM: each weight panel [K, pw] once, per pass, as words
-    of PACK codes of adjacent columns (weights are stored packed; activation operands are
-    packed here). A transposed activation operand (K^T) is read row by row into `bt` first.
-    SFU: the rows of X1 for two-input functions."""
+            H: int32, order: int32, nout: int32, nin: int32, pw: int32, passes: int32,
+            b0: int32, b_zb: int32, b_zh: int32, b_rs: int32, b_src: int32, b_t: int32,
+            M: int32, b_s: TyW[CP, BS], x1_s: TyA[L, XS]):
+    \"\"\"DMA of the second operand. GEMM: weight panels [K, pw], per pass, as words of PACK
+    codes of adjacent columns (weights are stored packed; activation operands are packed
+    here): each panel once in the weight-panel order (0), once per row group in the
+    output-row order (1). A transposed activation operand (K^T) is read row by row into `bt`
+    first. SFU: the rows of X1 for two-input functions.\"\"\"
     bt: TyA[PWMAX, KMAX]
     ib: int32 = 0
     ix: int32 = 0
@@ -311,25 +317,28 @@ def fetch_b(wts: TyW[NWTS], act: TyA[NACT], op: int32, K: int32, N: int32, Z: in
         kw: int32 = (K + WE - 1) // WE
         for z in range(Z):
             base: int32 = b0 + (z // H) * b_zb + (z % H) * b_zh
-            for p in range(npan):
-                if b_t == 1:
-                    for n in range(pw):
-                        for kk in range(kw, name="burst", pipeline=True):
-                            for e in range(WE):
-                                kq0: int32 = kk * WE + e
-                                if p * pw + n < N and kq0 < K:
-                                    bt[n, kq0] = act[base + (p * pw + n) * b_rs + kq0]
-                                else:
-                                    bt[n, kq0] = 0
-                for ps in range(passes):
-                    for kq in range(K, name="feed"):
-                        for g in range(ng, pipeline=True):
-                            for j in range(CP):
-                                col: int32 = p * pw + g * C + j * PACK
-                                w: TyW = 0
-                                if col < N:
-{branches}                                b_s[j, ib] = w
-                            ib += 1
+            for o in range(nout):
+                for i in range(nin):
+                    if order == 1 or i == 0:
+                        pc: int32 = o if order == 0 else i
+                        if b_t == 1:
+                            for n in range(pw):
+                                for kk in range(kw, name="burst", pipeline=True):
+                                    for e in range(WE):
+                                        kq0: int32 = kk * WE + e
+                                        if pc * pw + n < N and kq0 < K:
+                                            bt[n, kq0] = act[base + (pc * pw + n) * b_rs + kq0]
+                                        else:
+                                            bt[n, kq0] = 0
+                        for ps in range(passes):
+                            for kq in range(K, name="feed"):
+                                for g in range(ng, pipeline=True):
+                                    for j in range(CP):
+                                        col: int32 = pc * pw + g * C + j * PACK
+                                        w: TyW = 0
+                                        if col < N:
+{{branches}}                                        b_s[j, ib] = w
+                                    ib += 1
     elif op == SWIGLU or op == ADD or op == GATED:
         nw: int32 = (N + L - 1) // L
         for row1 in range(M):
@@ -341,7 +350,7 @@ def fetch_b(wts: TyW[NWTS], act: TyA[NACT], op: int32, K: int32, N: int32, Z: in
                     else:
                         x1_s[l, ix] = 0
                 ix += 1
-'''
+""".replace("{branches}", branches)
 
 
 def _requant(k: KernelSpec, var: str) -> list[str]:
@@ -359,92 +368,102 @@ def _indent(lines: list[str], n: int) -> str:
 
 def _array_unit(k: KernelSpec) -> str:
     if k.fp32:
-        combine = _indent(["t: TyC = acc[0, r1, c]"], 32)
-        deq = _indent(["u = t * prm[sb + n * bstep]"], 36)
+        combine = _indent(["t: TyC = acc[0, r1, c]"], 36)
+        deq = _indent(["u = t * prm[sb + n * bstep]"], 40)
     else:
         combine = _indent(["t: int32 = 0", "for q in range(PASSES):",
-                           "    if q < passes:", "        t = t * 16 + acc[q, r1, c]", "if passes == 2:",
-                           "    t = t + 8 * rsum[r1]"], 32)
-        deq = _indent(["u = float(t) * s_a * prm[sb + n * bstep]"], 36)
-    rq = _indent(_requant(k, "u"), 32)
-    return f'''
+                           "    if q < passes:", "        t = t * 16 + acc[q, r1, c]",
+                           "if passes == 2:", "    t = t + 8 * rsum[rb * R + r1]"], 36)
+        deq = _indent(["u = float(t) * s_a * prm[sb + n * bstep]"], 40)
+    rq = _indent(_requant(k, "u"), 36)
+    return f"""
 
 def array_unit(prm: float32[NPRM], op: int32, M: int32, K: int32, N: int32, Z: int32,
-               npan: int32, pw: int32, passes: int32, sa: int32, sb: int32, bstep: int32,
-               sy: int32, bias: int32, a_s: TyA[R, AS], b_s: TyW[CP, BS],
-               y_s: TyA[C, YS]):
-    """The array and its tile buffer: per panel, the weight words of every pass; per row
-    block, the A block; then every R x C tile of the panel through the one `mesh` call site,
-    and the output path (dequantize, bias, requantize)."""
-    ablk: TyA[R, KMAX]
+               order: int32, nout: int32, nin: int32, mtr: int32, pw: int32, passes: int32,
+               sa: int32, sb: int32, bstep: int32, sy: int32, bias: int32,
+               a_s: TyA[R, AS], b_s: TyW[CP, BS], y_s: TyA[C, YS]):
+    \"\"\"The array and its tile buffer: an A tile (one row block in the weight-panel order,
+    a row group of mtr rows in the output-row order) and a weight panel of every pass; every
+    R x C output tile through the one `mesh` call site, then the output path (dequantize,
+    bias, requantize).\"\"\"
+    atile: TyA[MTMAX, KMAX]
     wpan: TyW[PASSES, KMAX, PWMAX // PACK]
-    rsum: int32[R]
+    rsum: int32[MTMAX]
     acc: TyC[PASSES, R, C]
     ia: int32 = 0
     ib: int32 = 0
     iy: int32 = 0
     if op == GEMM:
         ng: int32 = pw // C
-        mtn: int32 = (M + R - 1) // R
+        nrb: int32 = mtr // R
         s_a: float32 = prm[sa]
         inv_y: float32 = prm[sy]
         for z in range(Z):
-            for p in range(npan):
-                for ps0 in range(passes):
-                    for kq in range(K, name="panel"):
-                        for g0 in range(ng, pipeline=True):
-                            for j in range(CP):
-                                wpan[ps0, kq, g0 * CP + j] = b_s[j, ib]
-                            ib += 1
-                for mt in range(mtn):
-                    for r in range(R):
-                        rsum[r] = 0
-                    for k in range(K, name="block", pipeline=True):
-                        for r0 in range(R):
-                            ablk[r0, k] = a_s[r0, ia]
-                            rsum[r0] += ablk[r0, k]
-                        ia += 1
-                    for g in range(ng):
-                        for ps in range(passes):
-                            mesh(ablk, wpan, ps, g, acc, K)
-                        for r1 in range(R, name="out", pipeline=True):
-                            for c in range(C):
-                                n: int32 = p * pw + g * C + c
-{combine}                                u: float32 = 0.0
-                                if n < N:
-{deq}                                    if bias >= 0:
-                                        u = u + prm[bias + n]
-                                    u = u * inv_y
-{rq}                                y_s[c, iy] = u
-                            iy += 1
-'''
+            for o in range(nout):
+                for i in range(nin):
+                    if (order == 0 and i == 0) or order == 1:
+                        for ps0 in range(passes):
+                            for kq in range(K, name="panel"):
+                                for g0 in range(ng, pipeline=True):
+                                    for j in range(CP):
+                                        wpan[ps0, kq, g0 * CP + j] = b_s[j, ib]
+                                    ib += 1
+                    if order == 0 or i == 0:
+                        for rb0 in range(nrb):
+                            for r in range(R):
+                                rsum[rb0 * R + r] = 0
+                            for k in range(K, name="block", pipeline=True):
+                                for r0 in range(R):
+                                    v: TyA = a_s[r0, ia]
+                                    atile[rb0 * R + r0, k] = v
+                                    rsum[rb0 * R + r0] += v
+                                ia += 1
+                    pc: int32 = o if order == 0 else i
+                    for rb in range(nrb):
+                        for g in range(ng):
+                            for ps in range(passes):
+                                mesh(atile, wpan, ps, rb, g, acc, K)
+                            for r1 in range(R, name="out", pipeline=True):
+                                for c in range(C):
+                                    n: int32 = pc * pw + g * C + c
+{{combine}}                                    u: float32 = 0.0
+                                    if n < N:
+{{deq}}                                        if bias >= 0:
+                                            u = u + prm[bias + n]
+                                        u = u * inv_y
+{{rq}}                                    y_s[c, iy] = u
+                                iy += 1
+""".replace("{combine}", combine).replace("{deq}", deq).replace("{rq}", rq)
 
 
 def _store(k: KernelSpec) -> str:
-    return '''
+    return """
 
-def store(act: TyA[NACT], op: int32, M: int32, N: int32, Z: int32, H: int32, npan: int32,
-          pw: int32, y0: int32, y_zb: int32, y_zh: int32, y_rs: int32, y_s: TyA[C, YS],
-          z_s: TyA[L, XS]):
-    """DMA of results: GEMM output tiles row by row (C codes per beat group), SFU rows."""
+def store(act: TyA[NACT], op: int32, M: int32, N: int32, Z: int32, H: int32, order: int32,
+          nout: int32, nin: int32, mtr: int32, pw: int32, y0: int32, y_zb: int32,
+          y_zh: int32, y_rs: int32, y_s: TyA[C, YS], z_s: TyA[L, XS]):
+    \"\"\"DMA of results: GEMM output tiles row by row, in the array's loop order; SFU rows.\"\"\"
     iy: int32 = 0
     iz: int32 = 0
     if op == GEMM:
         ng: int32 = pw // C
-        mtn: int32 = (M + R - 1) // R
+        nrb: int32 = mtr // R
         for z in range(Z):
             base: int32 = y0 + (z // H) * y_zb + (z % H) * y_zh
-            for p in range(npan):
-                for mt in range(mtn):
-                    for g in range(ng):
-                        for r in range(R, name="out", pipeline=True):
-                            row: int32 = mt * R + r
-                            for c in range(C):
-                                n: int32 = p * pw + g * C + c
-                                v: TyA = y_s[c, iy]
-                                if row < M and n < N:
-                                    act[base + row * y_rs + n] = v
-                            iy += 1
+            for o in range(nout):
+                for i in range(nin):
+                    pc: int32 = o if order == 0 else i
+                    for rb in range(nrb):
+                        row0: int32 = i * R if order == 0 else o * mtr + rb * R
+                        for g in range(ng):
+                            for r in range(R, name="out", pipeline=True):
+                                row: int32 = row0 + r
+                                for c in range(C):
+                                    n: int32 = pc * pw + g * C + c
+                                    v: TyA = y_s[c, iy]
+                                    if row < M and n < N:
+                                        act[base + row * y_rs + n] = v
+                                iy += 1
     else:
         nw: int32 = (N + L - 1) // L
         for row1 in range(M):
@@ -455,7 +474,7 @@ def store(act: TyA[NACT], op: int32, M: int32, N: int32, Z: int32, H: int32, npa
                     if j < N:
                         act[y0 + row1 * y_rs + j] = v1
                 iz += 1
-'''
+"""
 
 
 def _sfu_body(k: KernelSpec) -> str:
@@ -591,12 +610,14 @@ def accel(wts: TyW[NWTS], prm: float32[NPRM], act_in: TyA[NACT], {args},
     x0_s: TyA[L, XS]
     x1_s: TyA[L, XS]
     z_s: TyA[L, XS]
-    fetch_a(act_in, op, M, K, N, Z, H, npan, a0, a_zb, a_zh, a_rs, a_s, x0_s)
-    fetch_b(wts, act_in, op, K, N, Z, H, npan, pw, passes, b0, b_zb, b_zh, b_rs, b_src, b_t,
-            M, b_s, x1_s)
-    array_unit(prm, op, M, K, N, Z, npan, pw, passes, sa, sb, bstep, sy, bias, a_s, b_s, y_s)
+    fetch_a(act_in, op, M, K, N, Z, H, order, nout, nin, mtr, a0, a_zb, a_zh, a_rs, a_s,
+            x0_s)
+    fetch_b(wts, act_in, op, K, N, Z, H, order, nout, nin, pw, passes, b0, b_zb, b_zh, b_rs,
+            b_src, b_t, M, b_s, x1_s)
+    array_unit(prm, op, M, K, N, Z, order, nout, nin, mtr, pw, passes, sa, sb, bstep, sy,
+               bias, a_s, b_s, y_s)
     sfu_unit(prm, op, M, N, sa, sb, sy, p0, p1, prs, seq, dh, pe, x0_s, x1_s, z_s)
-    store(act, op, M, N, Z, H, npan, pw, y0, y_zb, y_zh, y_rs, y_s, z_s)
+    store(act, op, M, N, Z, H, order, nout, nin, mtr, pw, y0, y_zb, y_zh, y_rs, y_s, z_s)
 '''
 
 
@@ -607,7 +628,8 @@ def schedule_mesh():
     """The array as hardware: R x CP PE functions (Allo's `unfold`), FIFOs between them,
     operands partitioned so a column of A and a row of weight words enter per cycle."""
     sm = allo.customize(mesh)
-    sm.partition(sm.A, dim=1)
+    if R > 1:
+        sm.partition(sm.A, partition_type=Partition.Cyclic, dim=1, factor=R)
     if CP > 1:
         sm.partition(sm.B, partition_type=Partition.Cyclic, dim=3, factor=CP)
     sm.partition(sm.Cm, dim=0)
@@ -629,7 +651,7 @@ def schedule_hls(s):
     for fn, buf, dim, kind, factor in (
             ("fetch_a", "blk", 1, None, 0), ("fetch_a", "blk", 2, cyc, WE),
             ("fetch_b", "bt", 1, cyc, C), ("fetch_b", "bt", 2, cyc, WE),
-            ("array_unit", "rsum", 0, None, 0), ("sfu_unit", "xr", 1, cyc, L),
+            ("array_unit", "rsum", 1, cyc, R), ("sfu_unit", "xr", 1, cyc, L),
             ("sfu_unit", "x1r", 1, cyc, L), ("sfu_unit", "zr", 1, cyc, L),
             ("sfu_unit", "part", 0, None, 0)):
         if kind is None:
