@@ -83,6 +83,7 @@ class Tiling:
     tile_bytes: float  # bytes of the tile pool the order holds at once
     rows: int  # rows of A consumed, and of the output completed, together
     in_order: bool  # output rows complete block by block (not only at the last panel)
+    cols: int  # columns of B held or streamed together (the panel width Nt, or c)
 
 
 @dataclass(frozen=True)
@@ -225,15 +226,16 @@ class Mapper:
         if nt >= 1:
             panels = math.ceil(n / nt)
             fits["weight_panel"] = Tiling("weight_panel", panels, 1,
-                                          k * nt * bb + 2 * r * k * ab + out, r, panels == 1)
+                                          k * nt * bb + 2 * r * k * ab + out, r, panels == 1,
+                                          nt)
         # Output row block [Mt, K]: Mt = M, or the largest multiple of r that fits.
         rows = int((pool - 2 * k * c * bb - out) // max(k * ab, 1e-9))
         mt = m if rows >= m else (rows // r) * r
         if mt >= 1:
             fits["output_row"] = Tiling("output_row", 1, math.ceil(m / mt),
-                                        mt * k * ab + 2 * k * c * bb + out, mt, True)
+                                        mt * k * ab + 2 * k * c * bb + out, mt, True, c)
         fits["output_block"] = Tiling("output_block", math.ceil(n / c), math.ceil(m / r),
-                                      2 * (r * ab + c * bb) + out, r, True)
+                                      2 * (r * ab + c * bb) + out, r, True, c)
         return fits
 
     def tiling(self, op: Op, a_on_chip: bool = False, b_on_chip: bool = False,

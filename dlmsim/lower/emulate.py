@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlmsim.lower.kernel import KernelSpec, SFU_CODES
+from dlmsim.lower.kernel import SFU_CODES, KernelSpec
 
 _FN = {v: k for k, v in SFU_CODES.items()}
 

@@ -298,7 +298,7 @@ def _fetch_b(k: KernelSpec) -> str:
     branches = _indent(["if b_src == 0:", "    w = wts[base + kq * b_rs + col // PACK]",
                         "elif b_t == 1:", *[f"    {x}" for x in pre_t], f"    w = {trans}",
                         "else:", *[f"    {x}" for x in pre_d], f"    w = {direct}"], 44)
-    return f"""
+    return """
 
 def fetch_b(wts: TyW[NWTS], act: TyA[NACT], op: int32, K: int32, N: int32, Z: int32,
             H: int32, order: int32, nout: int32, nin: int32, pw: int32, passes: int32,
@@ -337,7 +337,7 @@ def fetch_b(wts: TyW[NWTS], act: TyA[NACT], op: int32, K: int32, N: int32, Z: in
                                         col: int32 = pc * pw + g * C + j * PACK
                                         w: TyW = 0
                                         if col < N:
-{{branches}}                                        b_s[j, ib] = w
+{branches}                                        b_s[j, ib] = w
                                     ib += 1
     elif op == SWIGLU or op == ADD or op == GATED:
         nw: int32 = (N + L - 1) // L
@@ -376,7 +376,7 @@ def _array_unit(k: KernelSpec) -> str:
                            "if passes == 2:", "    t = t + 8 * rsum[rb * R + r1]"], 36)
         deq = _indent(["u = float(t) * s_a * prm[sb + n * bstep]"], 40)
     rq = _indent(_requant(k, "u"), 36)
-    return f"""
+    return """
 
 def array_unit(prm: float32[NPRM], op: int32, M: int32, K: int32, N: int32, Z: int32,
                order: int32, nout: int32, nin: int32, mtr: int32, pw: int32, passes: int32,
@@ -426,12 +426,12 @@ def array_unit(prm: float32[NPRM], op: int32, M: int32, K: int32, N: int32, Z: i
                             for r1 in range(R, name="out", pipeline=True):
                                 for c in range(C):
                                     n: int32 = pc * pw + g * C + c
-{{combine}}                                    u: float32 = 0.0
+{combine}                                    u: float32 = 0.0
                                     if n < N:
-{{deq}}                                        if bias >= 0:
+{deq}                                        if bias >= 0:
                                             u = u + prm[bias + n]
                                         u = u * inv_y
-{{rq}}                                    y_s[c, iy] = u
+{rq}                                    y_s[c, iy] = u
                                 iy += 1
 """.replace("{combine}", combine).replace("{deq}", deq).replace("{rq}", rq)
 
@@ -528,8 +528,8 @@ def _sfu_body(k: KernelSpec) -> str:
     branch("gelu_erf", each([
         "x: float32 = xr[j2]", "u: float32 = x * 0.7071067811865476", "a: float32 = u",
         "if u < 0.0:", "    a = -u", "t: float32 = 1.0 / (1.0 + 0.3275911 * a)",
-        "q: float32 = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * "
-        "(-1.453152027 + t * 1.061405429))))",
+        ("q: float32 = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * "
+         "(-1.453152027 + t * 1.061405429))))"),
         "e: float32 = 1.0 - q * allo.exp(-a * a)", "if u < 0.0:", "    e = -e",
         "zr[j2] = 0.5 * x * (1.0 + e)"]))
     branch("silu", each(["zr[j2] = xr[j2] / (1.0 + allo.exp(-xr[j2]))"]))
@@ -538,8 +538,8 @@ def _sfu_body(k: KernelSpec) -> str:
     branch("gated", each(["zr[j2] = 0.0", "if j2 < N:",
                           "    zr[j2] = xr[j2] + prm[p0 + bq * prs + j2] * x1r[j2]"]))
     branch("modulate", each(["zr[j2] = 0.0", "if j2 < N:",
-                             "    zr[j2] = xr[j2] * (1.0 + prm[p0 + bq * prs + j2]) "
-                             "+ prm[p1 + bq * prs + j2]"]))
+                             ("    zr[j2] = xr[j2] * (1.0 + prm[p0 + bq * prs + j2]) "
+                              "+ prm[p1 + bq * prs + j2]")]))
     branch("rotary", each([
         "zr[j2] = 0.0", "if j2 < N:", "    d: int32 = j2 % dh", "    half: int32 = dh // 2",
         "    rh: float32 = 0.0", "    if d < half:", "        rh = -xr[j2 + half]", "    else:",

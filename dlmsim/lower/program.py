@@ -23,14 +23,14 @@ size (`Mapper.tilings`), on an OS array (WS GEMMs are not lowered: see `lowered_
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from dlmsim.arch import Accelerator, macs_per_dsp
 from dlmsim.errors import InputError
-from dlmsim.lower.kernel import DESC, SFU_CODES, TWO_INPUT, KernelSpec
+from dlmsim.lower.kernel import DESC, SFU_CODES, KernelSpec
+from dlmsim.lower.reference import act_scale, external_inputs, quantize, scope_weights, weight_codes
 from dlmsim.workloads.ir import Op, Trace
 from dlmsim.workloads.vocab import LAYOUT_FNS
 
@@ -106,20 +106,23 @@ def _beat(arch: Accelerator) -> int:
 
 
 class _Builder:
-    def __init__(self, arch: Accelerator, trace: Trace, ops: list[Op], seed: int):
+    def __init__(self, arch: Accelerator, trace: Trace, ops: list[Op]):
         self.arch, self.trace, self.ops = arch, trace, ops
         self.fp32 = arch.bits.activations == "fp32"
         self.r, self.c = arch.array.rows, arch.array.cols
         self.pack = pack_of(arch)
         self.we = _beat(arch)
-        self.qmax = 1.0 if self.fp32 else float(2 ** (int(arch.bits.activations) - 1) - 1)
         self.act_top = 0
         self.prm: list[float] = [1.0]
         self.wchunks: list[np.ndarray] = []
         self.wtop = 0
         self.places: dict[str, Place] = {}
         self.instrs: list[dict] = []
-        self.seed = seed
+        self.inputs: list[tuple[Place, np.ndarray]] = []
+        self.prm_at: dict[str, int] = {}
+        self.fns: set[str] = set()
+        self.env: dict[str, np.ndarray] = {}
+        self.weights: dict[str, np.ndarray] = {}
 
     # ---- memory ----------------------------------------------------------------------------
     def _align(self, n: int) -> int:
@@ -137,10 +140,9 @@ class _Builder:
         return at
 
     def set_scale(self, p: Place, max_abs: float) -> None:
-        s = 1.0 if self.fp32 else (max_abs / self.qmax if max_abs > 0 else 1.0)
-        s = float(np.float32(s))
+        s, inv = (1.0, 1.0) if self.fp32 else act_scale(max_abs, self.arch.bits.activations)
         p.scale_at = self.prm_add([s])
-        p.inv_at = self.prm_add([np.float32(1.0) / np.float32(s)])
+        p.inv_at = self.prm_add([inv])
 
     def wts_add(self, words: np.ndarray) -> tuple[int, int]:
         """Place a [K, NW] word matrix; returns (base, row stride) in words."""
@@ -150,3 +152,306 @@ class _Builder:
         base = self.wtop
         self.wtop += k * rs
         return base, rs
+
+    # ---- tensors -------------------------------------------------------------------------
+    def place_input(self, t, value: np.ndarray) -> Place:
+        """An activation the scope reads but does not produce: codes in `act`."""
+        p = self.mat_for(t)
+        self.set_scale(p, float(np.abs(value).max()) if value.size else 0.0)
+        self.inputs.append((p, value))
+        self.places[t.name] = p
+        return p
+
+    def mat_for(self, t) -> Place:
+        """A fresh matrix for tensor t: [..., L, D] as [rows, D]; 4-D head tensors as the
+        [B*L, H*X] matrix they view."""
+        if len(t.shape) == 4:
+            b, h, seq, x = t.shape
+            return self.alloc(b * seq, h * x, kind="heads", b=b, h=h, seq=seq, x=x)
+        cols = t.shape[-1]
+        return self.alloc(t.numel // cols, cols)
+
+    def get(self, t) -> Place:
+        if t.name not in self.places:
+            if t.role not in ("activation", "cache"):
+                raise InputError(f"tensor {t.name} ({t.role}) cannot be an array operand")
+            self.place_input(t, self.env[t.name])
+        return self.places[t.name]
+
+    def vector(self, t) -> int:
+        """A tensor the SFU reads as parameters (norm gains, adaLN vectors, rotary tables):
+        float32 in `prm`."""
+        key = "prm:" + t.name
+        if key not in self.prm_at:
+            src = self.weights.get(t.name)
+            if src is None:
+                src = self.env[t.name]
+            self.prm_at[key] = self.prm_add(np.asarray(src, np.float32))
+        return self.prm_at[key]
+
+    def out(self, t, place: Place) -> Place:
+        v = self.env[t.name]
+        self.set_scale(place, float(np.abs(v).max()) if v.size else 0.0)
+        self.places[t.name] = place
+        return place
+
+    # ---- ops -----------------------------------------------------------------------------
+    def desc(self, name: str, out: str, **kw) -> None:
+        d = dict.fromkeys(DESC, 0)
+        d.update(Z=1, H=1, nout=1, nin=1, mtr=self.r, pw=self.c, passes=1, bias=-1, p1=-1,
+                 seq=1, dh=1, sa=PRM_ONE, sb=PRM_ONE, sy=PRM_ONE)
+        d.update(kw)
+        d["name"], d["out"] = name, out
+        self.instrs.append(d)
+
+    def gemm(self, op: Op, plan, tiling) -> None:
+        a_t, b_t, y_t = op.inputs[0], op.inputs[1], op.outputs[0]
+        z, m, k, n = op.gemm_dims
+        a = self.get(a_t)
+        a0, a_zb, a_zh = a.zstrides()
+        kw = {}
+        if b_t.role == "weight":
+            w = np.asarray(self.weights[b_t.name], np.float32)
+            w = w.T if op.attr("transpose_b") else w  # [K, N]
+            words, scales = self.weight_words(w)
+            wb, wrs = self.wts_add(words)
+            kw.update(b0=wb, b_rs=wrs, b_src=0, sb=self.prm_add(scales), bstep=1)
+            if len(op.inputs) > 2:
+                kw["bias"] = self.vector(op.inputs[2])
+        else:
+            b = self.get(b_t)
+            b0, b_zb, b_zh = b.zstrides()
+            trans = bool(op.attr("transpose_b"))
+            factor = np.float32(self.prm[b.scale_at]) * np.float32(op.attr("scale", 1.0))
+            kw.update(b0=b0, b_zb=b_zb, b_zh=b_zh, b_rs=b.rs, b_src=1, b_t=int(trans),
+                      sb=self.prm_add([factor]), bstep=0,
+                      passes=1 if self.fp32 or self.pack == 1 or self.arch.bits.weights != 4
+                      else 2)
+        if z > 1:  # attention: z = b * H + h over the head views
+            bsz, heads = y_t.shape[0], y_t.shape[1]
+            if kw["b_src"] == 1 and kw["b_t"]:
+                y = self.alloc(z * m, n, kind="zmajor", b=bsz, h=heads, seq=m, x=n)
+            else:
+                y = self.alloc(bsz * m, heads * n, kind="heads", b=bsz, h=heads, seq=m, x=n)
+            kw["H"] = heads
+        else:
+            y = self.mat_for(y_t)
+        self.out(y_t, y)
+        y0, y_zb, y_zh = y.zstrides()
+        # Loop order and tile sizes: the simulator's (mapping.Tiling).
+        if tiling.order == "weight_panel":
+            pw = -(-min(tiling.cols, n) // self.c) * self.c
+            order, mtr = 0, self.r
+            nout, nin = -(-n // pw), -(-m // self.r)
+        else:  # output_row; output_block = output_row with one row block
+            pw = self.c
+            mtr = -(-min(tiling.rows, m) // self.r) * self.r
+            order, nout, nin = 1, -(-m // mtr), -(-n // pw)
+        self.desc(op.name, y_t.name, op=0, M=m, K=k, N=n, Z=z, order=order, nout=nout,
+                  nin=nin, mtr=mtr, pw=pw, a0=a0, a_zb=a_zb, a_zh=a_zh, a_rs=a.rs, y0=y0,
+                  y_zb=y_zb, y_zh=y_zh, y_rs=y.rs, sa=a.scale_at, sy=y.inv_at, **kw)
+
+    def weight_words(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-output-channel codes of w [K, N], packed PACK adjacent columns per word;
+        and the channel scales."""
+        k, n = w.shape
+        if self.fp32:
+            return w.astype(np.float32), np.ones(n, np.float32)
+        codes, scales = weight_codes(w, self.arch.bits.weights)
+        if self.pack == 1:
+            dt = np.int8 if int(self.arch.bits.weights) <= 8 else np.int16
+            return codes.astype(dt), scales
+        wb = int(self.arch.bits.weights)
+        if n % 2:
+            codes = np.concatenate([codes, np.zeros((k, 1), codes.dtype)], axis=1)
+        lo, hi = codes[:, 0::2].astype(np.int64), codes[:, 1::2].astype(np.int64)
+        word = (hi << wb) | (lo & ((1 << wb) - 1))
+        bits = 2 * wb
+        word = np.where(word >= 1 << (bits - 1), word - (1 << bits), word)  # signed word
+        return word.astype(np.int8 if bits == 8 else np.int16), scales
+
+    def sfu(self, op: Op) -> None:
+        fn = op.fn
+        if fn == "rotary":
+            self.rotary(op)
+            return
+        if fn in LAYOUT_FNS:
+            self.layout(op)
+            return
+        x_t, y_t = op.inputs[0], op.outputs[0]
+        x = self.get(x_t)
+        if x.kind != "mat" and fn != "softmax":
+            raise InputError(f"op {op.name}: {fn} on a head view has no lowering")
+        rows, n = x.rows, x.cols
+        if x.kind == "zmajor":
+            rows, n = x.b * x.h * x.seq, x.x
+        kw: dict = {"a0": x.base + x.col0, "a_rs": x.rs, "sa": x.scale_at}
+        code = fn
+        if fn in ("layernorm", "rmsnorm"):
+            from dlmsim.functional import LN_EPS, family_of
+
+            kw["p0"] = self.vector(op.inputs[1])
+            if len(op.inputs) > 2:
+                kw["p1"] = self.vector(op.inputs[2])
+            kw["pe"] = self.prm_add([op.attr("eps", LN_EPS[family_of(self.trace)])])
+        elif fn == "gelu":
+            code = "gelu_erf" if str(op.attr("approx", "tanh")) == "erf" else "gelu_tanh"
+        elif fn == "modulate":
+            mod = op.inputs[1]
+            base = self.vector(mod)
+            d = x_t.shape[-1]
+            kw.update(p0=base + int(op.attr("scale")) * d, p1=base + int(op.attr("shift")) * d,
+                      prs=mod.shape[-1], seq=x_t.shape[-2] if len(x_t.shape) == 3 else rows)
+        elif fn == "residual":
+            x1 = self.get(op.inputs[1])
+            kw.update(b0=x1.base + x1.col0, b_rs=x1.rs, sb=x1.scale_at)
+            if len(op.inputs) > 2:
+                code = "gated"
+                mod = op.inputs[2]
+                d = x_t.shape[-1]
+                kw.update(p0=self.vector(mod) + int(op.attr("gate")) * d, prs=mod.shape[-1],
+                          seq=x_t.shape[-2] if len(x_t.shape) == 3 else rows)
+            else:
+                code = "add"
+        elif fn == "swiglu":
+            x1 = self.get(op.inputs[1])
+            kw.update(b0=x1.base + x1.col0, b_rs=x1.rs, sb=x1.scale_at)
+        elif fn not in ("softmax", "silu"):
+            raise InputError(f"op {op.name}: SFU function {fn} has no lowering")
+        if x.kind == "zmajor":
+            y = self.alloc(rows, n, kind="zmajor", b=x.b, h=x.h, seq=x.seq, x=x.x)
+        else:
+            y = self.mat_for(y_t)
+        self.out(y_t, y)
+        self.fns.add(code)
+        self.desc(op.name, y_t.name, op=SFU_CODES[code], M=rows, N=n, y0=y.base + y.col0,
+                  y_rs=y.rs, sy=y.inv_at, **kw)
+
+    def layout(self, op: Op) -> None:
+        """split_heads / merge_heads are views: no data moves (module docstring)."""
+        x = self.get(op.inputs[0])
+        y_t = op.outputs[0]
+        if op.fn == "split_heads":
+            b, h, seq, dh = y_t.shape
+            v = Place(base=x.base, rows=x.rows, cols=x.cols, rs=x.rs, col0=x.col0,
+                      kind="heads", b=b, h=h, seq=seq, x=dh, scale_at=x.scale_at,
+                      inv_at=x.inv_at)
+        else:
+            if x.kind != "heads":
+                raise InputError(f"op {op.name}: merge_heads of a tensor that is not a head "
+                                 "view has no lowering")
+            v = Place(base=x.base, rows=x.rows, cols=x.h * x.x, rs=x.rs, col0=x.col0,
+                      scale_at=x.scale_at, inv_at=x.inv_at)
+        self.places[y_t.name] = v
+
+    def finish(self, output: str) -> Program:
+        fp32, k = self.fp32, self.arch
+        adt = np.float32 if fp32 else np.int8
+        act = np.zeros(max(self.act_top, self.we), adt)
+        for p, v in self.inputs:
+            rows = v.reshape(p.rows, p.cols) if p.kind == "mat" else _heads_to_mat(v, p)
+            inv = self.prm[p.inv_at]
+            codes = rows.astype(np.float32) if fp32 else \
+                quantize(rows, inv, k.bits.activations).astype(adt)
+            for r in range(p.rows):
+                act[p.base + r * p.rs + p.col0: p.base + r * p.rs + p.col0 + p.cols] = codes[r]
+        wdt = np.float32 if fp32 else (self.wchunks[0].dtype if self.wchunks else np.int8)
+        wts = np.concatenate(self.wchunks).astype(wdt) if self.wchunks else np.zeros(1, wdt)
+        prm = np.asarray(self.prm, np.float32)
+        gemms = [d for d in self.instrs if d["op"] == 0]
+        sfus = [d for d in self.instrs if d["op"] != 0]
+        lanes = k.sfu.lanes * k.sfu.elems_per_lane
+
+        def a_len(d):
+            nrb = d["mtr"] // self.r
+            return d["Z"] * d["nout"] * (d["nin"] if d["order"] == 0 else nrb) * d["K"]
+
+        def b_len(d):
+            per = d["passes"] * d["K"] * (d["pw"] // self.c)
+            return d["Z"] * d["nout"] * (1 if d["order"] == 0 else d["nin"]) * per
+
+        def y_len(d):
+            return d["Z"] * d["nout"] * d["nin"] * (d["mtr"] // self.r) * (d["pw"] // self.c) \
+                * self.r
+
+        def x_len(d):
+            return d["M"] * -(-d["N"] // lanes)
+
+        mx = lambda f, xs, lo=1: max([lo] + [f(d) for d in xs])
+        spec = KernelSpec(
+            rows=self.r, cols=self.c, pack=self.pack,
+            a_bits="fp32" if fp32 else int(k.bits.activations),
+            w_bits="fp32" if fp32 else int(k.bits.weights),
+            acc_bits="fp32" if fp32 else int(k.bits.accumulator),
+            sfu_lanes=lanes, we=self.we, k_max=mx(lambda d: d["K"], gemms),
+            pw_max=mx(lambda d: d["pw"], gemms, self.c),
+            mt_max=mx(lambda d: d["mtr"], gemms, self.r),
+            n_max=-(-mx(lambda d: d["N"], sfus) // lanes) * lanes,
+            passes_max=mx(lambda d: d["passes"], gemms), act_words=int(act.size),
+            wts_words=int(wts.size), prm_words=int(prm.size), a_stream=mx(a_len, gemms),
+            b_stream=mx(b_len, gemms), y_stream=mx(y_len, gemms), x_stream=mx(x_len, sfus),
+            fns=tuple(sorted(self.fns, key=list(SFU_CODES).index)))
+        return Program(spec, self.instrs, act, wts, prm, self.places, output, self.env)
+
+    def rotary(self, op: Op) -> None:
+        x_t, cos_t, sin_t = op.inputs[:3]
+        x = self.get(x_t)
+        outs = op.outputs
+        rot = str(op.attr("rotate", "qk" if len(outs) > 1 else "q"))
+        b, h, seq, dh = outs[0].shape
+        d = h * dh
+        p0, p1 = self.vector(cos_t), self.vector(sin_t)
+        for i, t in enumerate(outs):
+            if i >= len(rot):  # not rotated: a view of its columns of x
+                self.places[t.name] = Place(base=x.base, rows=x.rows, cols=d, rs=x.rs,
+                                            col0=x.col0 + i * d, kind="heads", b=b, h=h,
+                                            seq=seq, x=dh, scale_at=x.scale_at,
+                                            inv_at=x.inv_at)
+                continue
+            y = self.out(t, self.alloc(b * seq, d, kind="heads", b=b, h=h, seq=seq, x=dh))
+            self.fns.add("rotary")
+            self.desc(f"{op.name}[{i}]", t.name, op=SFU_CODES["rotary"], M=b * seq, N=d,
+                      a0=x.base + x.col0 + i * d, a_rs=x.rs, sa=x.scale_at, y0=y.base,
+                      y_rs=y.rs, sy=y.inv_at, p0=p0, p1=p1, seq=seq, dh=dh)
+
+
+def build_program(arch: Accelerator, trace: Trace, ops: list[Op], seed: int = 0) -> Program:
+    """The program of `ops` on the design (module docstring); synthetic weights and inputs
+    from `seed`, and the fp32 reference run they give."""
+    from dlmsim.functional import execute
+    from dlmsim.mapping import Mapper
+
+    arch = lowered_arch(arch)
+    bld = _Builder(arch, trace, ops)
+    rng = np.random.default_rng(seed)
+    inputs = {t.name: rng.standard_normal(t.shape).astype(np.float32)
+              for t in external_inputs(ops)}
+    bld.weights = scope_weights(ops, seed)
+    bld.env = execute(trace, bld.weights, inputs, ops=ops)
+    mapper = Mapper(arch)
+    for op, plan in zip(ops, mapper.plan(ops)):
+        if op.kind == "gemm":
+            bld.gemm(op, plan, mapper.tilings(op)[plan.loop_order])
+        elif op.kind == "sfu":
+            bld.sfu(op)
+        else:
+            raise InputError(f"op {op.name}: {op.kind} {op.fn} has no lowering")
+    return bld.finish(ops[-1].outputs[0].name)
+
+
+def _heads_to_mat(v: np.ndarray, p: Place) -> np.ndarray:
+    """[B, H, L, X] -> the [B*L, H*X] rows of its matrix."""
+    b, h, seq, x = v.shape
+    return v.transpose(0, 2, 1, 3).reshape(b * seq, h * x)
+
+
+def read_tensor(prog: Program, act: np.ndarray, name: str) -> np.ndarray:
+    """Tensor `name` (dequantized, float32) from an `act` buffer, at its trace shape."""
+    p = prog.places[name]
+    rows = np.stack([act[p.base + r * p.rs + p.col0: p.base + r * p.rs + p.col0 + p.cols]
+                     for r in range(p.rows)]).astype(np.float32) * prog.prm[p.scale_at]
+    if p.kind == "heads":
+        return rows.reshape(p.b, p.seq, p.h, p.x).transpose(0, 2, 1, 3)
+    if p.kind == "zmajor":
+        return rows.reshape(p.b, p.h, p.seq, p.x)
+    return rows
