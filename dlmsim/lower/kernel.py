@@ -66,6 +66,10 @@ class KernelSpec:
     k_max: int
     pw_max: int
     mt_max: int  # rows of the A tile (output-row order), a multiple of rows
+    atile_words: int  # the tile buffer: A tile (mtr x K codes) ...
+    wpan_words: int  # ... and weight panel (passes x K x pw / PACK words), as sized by the mapping
+    bt_rows: int  # staging of a transposed operand (K^T): pw x K codes
+    bt_cols: int
     n_max: int  # longest SFU row
     passes_max: int
     act_words: int  # elements of the activation memory
@@ -127,7 +131,9 @@ L = {k.sfu_lanes}  # SFU elements per cycle
 WE = {k.we}  # elements per memory port beat
 {types}
 # ---- what the program needs (static sizes in HLS)
-KMAX, PWMAX, MTMAX, NMAX, PASSES = {k.k_max}, {k.pw_max}, {k.mt_max}, {k.n_max}, {k.passes_max}
+KMAX, MTMAX, NMAX, PASSES = {k.k_max}, {k.mt_max}, {k.n_max}, {k.passes_max}
+ATILE, WPAN = {k.atile_words}, {k.wpan_words}  # the tile buffer (A tile, weight panel)
+BTR, BTC = {k.bt_rows}, {k.bt_cols}  # staging of a transposed operand
 NACT, NWTS, NPRM = {k.act_words}, {k.wts_words}, {k.prm_words}
 AS, BS, YS, XS = {k.a_stream}, {k.b_stream}, {k.y_stream}, {k.x_stream}  # stream lengths
 FIFO = {k.fifo_depth}  # FIFO depth of every stream in HLS
@@ -198,8 +204,8 @@ def pe(A_in: TyA[KMAX], B_in: TyW[KMAX], A_out: TyA[KMAX], B_out: TyW[KMAX],
 def _mesh(k: KernelSpec) -> str:
     return '''
 
-def mesh(A: TyA[MTMAX, KMAX], B: TyW[PASSES, KMAX, PWMAX // PACK], ps: index, rb: index,
-         g: index, Cm: TyC[PASSES, R, C], kn: int32):
+def mesh(A: TyA[ATILE], B: TyW[WPAN], ps: index, rb: index, g: index, Cm: TyC[PASSES, R, C],
+         kn: int32, mtr: int32, pwp: int32):
     """The systolic array: A rows enter from the left, weight words from the top, every PE
     reduces the whole K of its output (output-stationary). One call = one R x C output tile
     of row block rb of the A tile and column group g of the panel, pass ps."""
@@ -209,9 +215,9 @@ def mesh(A: TyA[MTMAX, KMAX], B: TyW[PASSES, KMAX, PWMAX // PACK], ps: index, rb
     B_drain: TyW[CP]
     for k in range(kn, name="data_load"):
         for m in range(R):
-            A_fifo[m, 0, k] = A[rb * R + m, k]
+            A_fifo[m, 0, k] = A[k * mtr + rb * R + m]
         for n in range(CP):
-            B_fifo[n, 0, k] = B[ps, k, g * CP + n]
+            B_fifo[n, 0, k] = B[(ps * kn + k) * pwp + g * CP + n]
     for i, j in allo.grid(R, CP, name="PE"):
         pe(A_fifo[i, j], B_fifo[j, i], A_fifo[i, j + 1], B_fifo[j, i + 1], Cm, kn, ps, i, j)
     for k in range(kn, name="data_drain"):
@@ -309,7 +315,7 @@ def fetch_b(wts: TyW[NWTS], act: TyA[NACT], op: int32, K: int32, N: int32, Z: in
     here): each panel once in the weight-panel order (0), once per row group in the
     output-row order (1). A transposed activation operand (K^T) is read row by row into `bt`
     first. SFU: the rows of X1 for two-input functions.\"\"\"
-    bt: TyA[PWMAX, KMAX]
+    bt: TyA[BTR, BTC]
     ib: int32 = 0
     ix: int32 = 0
     if op == GEMM:
@@ -386,8 +392,8 @@ def array_unit(prm: float32[NPRM], op: int32, M: int32, K: int32, N: int32, Z: i
     a row group of mtr rows in the output-row order) and a weight panel of every pass; every
     R x C output tile through the one `mesh` call site, then the output path (dequantize,
     bias, requantize).\"\"\"
-    atile: TyA[MTMAX, KMAX]
-    wpan: TyW[PASSES, KMAX, PWMAX // PACK]
+    atile: TyA[ATILE]
+    wpan: TyW[WPAN]
     rsum: int32[MTMAX]
     acc: TyC[PASSES, R, C]
     ia: int32 = 0
@@ -396,6 +402,7 @@ def array_unit(prm: float32[NPRM], op: int32, M: int32, K: int32, N: int32, Z: i
     if op == GEMM:
         ng: int32 = pw // C
         nrb: int32 = mtr // R
+        pwp: int32 = pw // PACK
         s_a: float32 = prm[sa]
         inv_y: float32 = prm[sy]
         for z in range(Z):
@@ -406,7 +413,7 @@ def array_unit(prm: float32[NPRM], op: int32, M: int32, K: int32, N: int32, Z: i
                             for kq in range(K, name="panel"):
                                 for g0 in range(ng, pipeline=True):
                                     for j in range(CP):
-                                        wpan[ps0, kq, g0 * CP + j] = b_s[j, ib]
+                                        wpan[(ps0 * K + kq) * pwp + g0 * CP + j] = b_s[j, ib]
                                     ib += 1
                     if order == 0 or i == 0:
                         for rb0 in range(nrb):
@@ -415,14 +422,14 @@ def array_unit(prm: float32[NPRM], op: int32, M: int32, K: int32, N: int32, Z: i
                             for k in range(K, name="block", pipeline=True):
                                 for r0 in range(R):
                                     v: TyA = a_s[r0, ia]
-                                    atile[rb0 * R + r0, k] = v
+                                    atile[k * mtr + rb0 * R + r0] = v
                                     rsum[rb0 * R + r0] += v
                                 ia += 1
                     pc: int32 = o if order == 0 else i
                     for rb in range(nrb):
                         for g in range(ng):
                             for ps in range(passes):
-                                mesh(atile, wpan, ps, rb, g, acc, K)
+                                mesh(atile, wpan, ps, rb, g, acc, K, mtr, pwp)
                             for r1 in range(R, name="out", pipeline=True):
                                 for c in range(C):
                                     n: int32 = pc * pw + g * C + c
@@ -629,9 +636,9 @@ def schedule_mesh():
     operands partitioned so a column of A and a row of weight words enter per cycle."""
     sm = allo.customize(mesh)
     if R > 1:
-        sm.partition(sm.A, partition_type=Partition.Cyclic, dim=1, factor=R)
+        sm.partition(sm.A, partition_type=Partition.Cyclic, dim=1, factor=R)  # rows k*mtr+r
     if CP > 1:
-        sm.partition(sm.B, partition_type=Partition.Cyclic, dim=3, factor=CP)
+        sm.partition(sm.B, partition_type=Partition.Cyclic, dim=1, factor=CP)
     sm.partition(sm.Cm, dim=0)
     sm.pipeline(sm.get_loops("pe")["reduction"]["k"])
     sm.pipeline(sm.get_loops("mesh")["data_load"]["k"])

@@ -175,14 +175,13 @@ def lower(arch: Accelerator, trace, out_dir: str | Path, *, scope: str = "block"
 
 
 def _on_chip_bytes(k) -> dict[str, int]:
-    """Bytes of every on-chip buffer the kernel declares (the tile buffer and the SFU's row
-    buffers; FIFOs not counted)."""
+    """Bytes of the kernel's on-chip buffers (FIFOs not counted): the tile buffer (A tile,
+    weight panel, accumulators), the DMA staging and the SFU's row buffers."""
     ab = 4 if k.fp32 else max(1, int(k.a_bits) // 8)
     wb = 4 if k.fp32 else (k.pack * int(k.w_bits) + 7) // 8
-    cb = 4
-    return {"atile": k.mt_max * k.k_max * ab, "wpan": k.passes_max * k.k_max * k.pw_max // k.pack * wb,
-            "acc": k.passes_max * k.rows * k.cols * cb, "fetch_a.blk": k.rows * k.k_max * ab,
-            "fetch_b.bt": k.pw_max * k.k_max * ab, "sfu_rows": 3 * k.n_max * 4}
+    return {"atile": k.atile_words * ab, "wpan": k.wpan_words * wb,
+            "acc": k.passes_max * k.rows * k.cols * 4, "fetch_a.blk": k.rows * k.k_max * ab,
+            "fetch_b.bt": k.bt_rows * k.bt_cols * ab, "sfu_rows": 3 * k.n_max * 4}
 
 
 def _header(arch, trace, scope, m) -> str:

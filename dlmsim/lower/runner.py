@@ -12,12 +12,17 @@ STEPS = ("llvm", "vhls", "csyn")
 
 
 def steps_for(run: str) -> list[str]:
-    """--run none|llvm|vhls|csyn: each step implies the ones before it (csyn = all)."""
+    """--run: none, all (llvm, vhls, csyn), or a comma list of steps, run in that order."""
     if run == "none":
         return []
-    if run not in STEPS:
-        raise InputError(f"unknown --run '{run}'; known: none, {', '.join(STEPS)}")
-    return list(STEPS[: STEPS.index(run) + 1])
+    if run == "all":
+        return list(STEPS)
+    steps = [s.strip() for s in run.split(",")]
+    bad = [s for s in steps if s not in STEPS]
+    if bad or not steps:
+        raise InputError(f"unknown --run step '{bad[0] if bad else run}'; known: none, all, "
+                         f"or a comma list of {', '.join(STEPS)}")
+    return [s for s in STEPS if s in steps]
 
 
 def check_python(python: str) -> None:
@@ -35,10 +40,16 @@ def check_python(python: str) -> None:
 
 
 def last_error(text: str) -> str:
+    """The line that says what failed: the driver's own `error:` line, else an MLIR or LLVM
+    `error:` / assertion line, else the last exception line. Never LLVM's crash banner
+    ("PLEASE submit a bug report ...") or a stack frame."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if ln.startswith("error:") or "Error" in ln.split(":")[0]:
-            return ln
+    for pick in (lambda ln: ln.startswith("error:"),
+                 lambda ln: "error:" in ln or "Assertion" in ln,
+                 lambda ln: "Error" in ln.split(":")[0]):
+        for ln in reversed(lines):
+            if pick(ln) and "PLEASE submit" not in ln:
+                return ln
     return lines[-1] if lines else "no output"
 
 

@@ -153,3 +153,12 @@ _FlowLists.add_representer(list, _repr_list)
 def write_trace(trace: Trace, path: str | Path) -> None:
     text = yaml.dump(trace_to_data(trace), Dumper=_FlowLists, sort_keys=False, width=100)
     write_atomic(path, text)
+
+
+def is_trace_file(name_or_path) -> bool:
+    """Whether a workload name or path is a trace file (ops as written) rather than a model
+    config (built for a batch, length and steps)."""
+    from dlmsim.config import read_yaml, resolve
+
+    data = read_yaml(resolve("workloads", name_or_path, "workload"))
+    return isinstance(data, dict) and "ops" in data
