@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from pathlib import Path
 
@@ -76,9 +77,12 @@ def lower(
         gen = probe.run_param("gen_len")
         if gen is not None and gen > over["seq_len"] and not any(
                 k.endswith("gen_len") for k in over):
-            over["run.gen_len"] = over["seq_len"]
-            err.print(f"note: gen_len {gen} > seq_len {over['seq_len']}: lowering with "
-                      f"gen_len {over['seq_len']}", highlight=False)
+            g = over["run.gen_len"] = over["seq_len"]
+            block = probe.run_param("block_len")
+            if block and g % block and not any(k.endswith("block_len") for k in over):
+                over["run.block_len"] = math.gcd(block, g)
+            err.print(f"note: gen_len {gen} > seq_len {g}: lowering with gen_len {g}",
+                      highlight=False)
         t = load_workload(workload, **over)
     need = _lower_bytes(t, scope)
     if need > MAX_LOWER_GIB * 2**30:

@@ -36,6 +36,7 @@ Nothing here imports allo: this module writes text; the program imports allo whe
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # SFU function codes of the descriptor's `op` field (0 is a GEMM).
@@ -118,7 +119,7 @@ def _constants(k: KernelSpec) -> str:
     codes = "\n".join(f"{n.upper()} = {c}" for n, c in SFU_CODES.items())
     return f'''
 import allo
-from allo.ir.types import Int, float32, index, int8, int16, int32  # noqa: F401
+from allo.ir.types import Int, float32, index, int8, int16, int32, int64  # noqa: F401
 from allo.customize import Partition
 from allo.ir.utils import MockBuffer
 
@@ -377,7 +378,7 @@ def _array_unit(k: KernelSpec) -> str:
         combine = _indent(["t: TyC = acc[0, r1, c]"], 36)
         deq = _indent(["u = t * prm[sb + n * bstep]"], 40)
     else:
-        combine = _indent(["t: int32 = 0", "for q in range(PASSES):",
+        combine = _indent(["t: int64 = 0", "for q in range(PASSES):",
                            "    if q < passes:", "        t = t * 16 + acc[q, r1, c]",
                            "if passes == 2:", "    t = t + 8 * rsum[rb * R + r1]"], 36)
         deq = _indent(["u = float(t) * s_a * prm[sb + n * bstep]"], 40)
@@ -491,15 +492,18 @@ def _sfu_body(k: KernelSpec) -> str:
     out = []
 
     def reduce_parts(dst: str, init: str, expr: str, how: str = "sum") -> list[str]:
-        upd = ([f"part[l] = part[l] + ({expr})"] if how == "sum" else
-               [f"if {expr} > part[l]:", f"    part[l] = {expr}"])
-        fold = ([f"    {dst} = {dst} + part[l1]"] if how == "sum" else
-                [f"    if part[l1] > {dst}:", f"        {dst} = part[l1]"])
-        return ["for l0 in range(L):", f"    part[l0] = {init}",
-                f"for jj in range(nw, name=\"{dst}_pass\", pipeline=True):", "    for l in range(L):",
-                "        j: int32 = jj * L + l", "        if j < N:",
-                *[f"            {ln}" for ln in upd],
-                f"{dst}: float32 = {init}", "for l1 in range(L):", *fold]
+        """dst = the lane-wise sum (or max) of expr over the row; names tagged by dst."""
+        j, jj, ln, l0, l1 = (f"{v}_{dst}" for v in ("j", "jj", "l", "l0", "l1"))
+        expr = re.sub(r"\bj\b", j, expr)
+        upd = ([f"part[{ln}] = part[{ln}] + ({expr})"] if how == "sum" else
+               [f"if {expr} > part[{ln}]:", f"    part[{ln}] = {expr}"])
+        fold = ([f"    {dst} = {dst} + part[{l1}]"] if how == "sum" else
+                [f"    if part[{l1}] > {dst}:", f"        {dst} = part[{l1}]"])
+        return [f"for {l0} in range(L):", f"    part[{l0}] = {init}",
+                f"for {jj} in range(nw, name=\"{dst}_pass\", pipeline=True):",
+                f"    for {ln} in range(L):", f"        {j}: int32 = {jj} * L + {ln}",
+                f"        if {j} < N:", *[f"            {x}" for x in upd],
+                f"{dst}: float32 = {init}", f"for {l1} in range(L):", *fold]
 
     def each(lines: list[str]) -> list[str]:
         return ["for jj2 in range(nw, name=\"apply\", pipeline=True):", "    for l2 in range(L):",
@@ -556,8 +560,16 @@ def _sfu_body(k: KernelSpec) -> str:
     for i, (name, lines) in enumerate(out):
         kw = "if" if i == 0 else "elif"
         text.append(f"            {kw} op == {name.upper()}:\n")
-        text.append(_indent(lines, 16))
+        # Every branch declares its own names (Allo lowers a re-declaration to memref.copy,
+        # which its HLS emitter rejects).
+        body = [re.sub(_LOCALS, lambda m, i=i: f"{m.group(0)}_{i}", ln) for ln in lines]
+        text.append(_indent(body, 16))
     return "".join(text)
+
+
+# Scalars and loop variables of the SFU branches (suffixed per branch by _sfu_body).
+_LOCALS = re.compile(r"\b(inv|mu|var|ms|mx|sm|x|u|a|t|q|e|d|half|rh|j|j2|j3|jj|jj1|jj2|"
+                     r"l|l0|l1|l2|l3)\b(?![\"(])")
 
 
 def _sfu_unit(k: KernelSpec) -> str:
