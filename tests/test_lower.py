@@ -88,7 +88,8 @@ def test_no_generated_name_is_reserved_by_allo_and_none_is_redeclared(lowered):
     reserved = ALLO_RESERVED
     passes = os.environ.get("DLMSIM_ALLO_SRC")  # cross-check against Allo's source if given
     if passes:
-        text = open(os.path.join(passes, "allo", "passes.py")).read()
+        with open(os.path.join(passes, "allo", "passes.py")) as f:
+            text = f.read()
         assert all(f'"{p}"' in text for p in reserved)
     for res in lowered.values():
         for name, fn in _functions(res).items():
