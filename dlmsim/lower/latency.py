@@ -129,8 +129,9 @@ def estimate(cpp, top: str | None = None, scalars: dict | None = None, *,
         if name not in names:
             raise InputError(f"scalar {k!r}: the top {fn.name} has no such parameter "
                              f"(parameters: {', '.join(names)})")
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise InputError(f"scalar {name}: expected a non-negative number, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or \
+                abs(v) == float("inf"):
+            raise InputError(f"scalar {name}: expected a finite number, got {v!r}")
         env[name] = float(v)
     if axi_latency_cycles < 0:
         raise InputError(f"axi_latency_cycles must be >= 0, got {axi_latency_cycles}")
@@ -329,6 +330,11 @@ class _Model:
 
     # ------------------------------------------------------------------- dataflow
     def dataflow(self, ctx: _Ctx, body: list, where: str) -> tuple[float, float]:
+        # The region's own statements (scalar copies such as `int v9 = v5;` that loop
+        # bounds read) are evaluated first; they cost no process time.
+        for node in body:
+            if isinstance(node, Stmt):
+                self.bind(ctx, node)
         procs = [n for n in body if isinstance(n, (Call, Loop, If, While))]
         exact: dict[tuple, list] = {}  # (variable, constant subscripts) -> writers
         wild: dict[str, list] = {}  # variable -> writers with a variable subscript
