@@ -172,9 +172,9 @@ def test_gemm_descriptor_on_a_hand_made_memory():
     to +-127, rounded half away from zero. The emulator must give exactly that, from the
     descriptor alone."""
     k = KernelSpec(rows=2, cols=2, pack=2, a_bits=8, w_bits=4, acc_bits=32, sfu_lanes=1, we=1,
-                   k_max=5, pw_max=2, mt_max=2, atile_words=10, wpan_words=10, bt_rows=1,
-                   bt_cols=1, n_max=1, passes_max=1, act_words=64, wts_words=16, prm_words=8,
-                   a_stream=1, b_stream=1, y_stream=1, x_stream=1, fns=())
+                   k_max=5, pw_max=2, mt_max=2, wpan_words=10, bt_rows=1, bt_cols=1,
+                   n_max=1, passes_max=1, act_words=64, wts_words=16, prm_words=8, t_max=4,
+                   tk_max=20, y_stream=8, x_stream=1, fns=())
     a = np.add.outer(np.arange(3), np.arange(5)) - 3
     w = (np.add.outer(np.arange(5), 2 * np.arange(4)) % 15) - 7
     act = np.zeros(64, np.int8)

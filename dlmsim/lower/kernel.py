@@ -67,8 +67,7 @@ class KernelSpec:
     k_max: int
     pw_max: int
     mt_max: int  # rows of the A tile (output-row order), a multiple of rows
-    atile_words: int  # the tile buffer: A tile (mtr x K codes) ...
-    wpan_words: int  # ... and weight panel (passes x K x pw / PACK words), as sized by the mapping
+    wpan_words: int  # the tile buffer's weight panel (passes x K x pw / PACK words)
     bt_rows: int  # staging of a transposed operand (K^T): pw x K codes
     bt_cols: int
     n_max: int  # longest SFU row
@@ -76,9 +75,9 @@ class KernelSpec:
     act_words: int  # elements of the activation memory
     wts_words: int
     prm_words: int
-    a_stream: int  # llvm buffer sizes of the streams (HLS: FIFOs of depth `fifo_depth`)
-    b_stream: int
-    y_stream: int
+    t_max: int  # most tiles of one op (passes counted)
+    tk_max: int  # most tiles x K of one op: per-lane length of the A and B streams
+    y_stream: int  # llvm buffer sizes of the output streams (HLS: FIFOs of depth `fifo_depth`)
     x_stream: int
     fns: tuple[str, ...]  # SFU functions the program uses
     fifo_depth: int = 4
@@ -100,7 +99,7 @@ def _ty(bits) -> str:
 def kernel_text(k: KernelSpec, header: str) -> str:
     """The whole kernels.py: header docstring, constants, the processes, `accel`,
     `schedule_hls`."""
-    return "".join([header, _constants(k), _pe(k), _mesh(k), _fetch_a(k), _fetch_b(k),
+    return "".join([header, _constants(k), _pe(k), _fetch_a(k), _fetch_b(k),
                     _array_unit(k), _sfu_unit(k), _store(k), _accel(k), _schedule(k)])
 
 
@@ -133,11 +132,13 @@ WE = {k.we}  # elements per memory port beat
 {types}
 # ---- what the program needs (static sizes in HLS)
 KMAX, MTMAX, NMAX, PASSES = {k.k_max}, {k.mt_max}, {k.n_max}, {k.passes_max}
-ATILE, WPAN = {k.atile_words}, {k.wpan_words}  # the tile buffer (A tile, weight panel)
+WPAN = {k.wpan_words}  # the tile buffer's weight panel (its A tile is MTMAX x KMAX)
 BTR, BTC = {k.bt_rows}, {k.bt_cols}  # staging of a transposed operand
 NACT, NWTS, NPRM = {k.act_words}, {k.wts_words}, {k.prm_words}
-AS, BS, YS, XS = {k.a_stream}, {k.b_stream}, {k.y_stream}, {k.x_stream}  # stream lengths
+TT, TK, CT = {k.t_max}, {k.tk_max}, {k.t_max * k.pack}  # tiles; stream lengths (llvm)
+YS, XS = {k.y_stream}, {k.x_stream}
 FIFO = {k.fifo_depth}  # FIFO depth of every stream in HLS
+FADD = 4  # float adder latency in cycles (Vitis HLS fadd core, 4 stages at 300 MHz)
 
 GEMM = 0
 {codes}
@@ -145,140 +146,151 @@ GEMM = 0
 
 
 def _pe(k: KernelSpec) -> str:
-    if k.fp32:
-        return '''
+    """The PE: persistent over the op's T tiles (each the whole K of one output, then the
+    next tile's operands follow at once: fold overlap `full`); its result per tile leaves
+    through its own FIFO to the collector."""
+    head = '''
 
-def pe(A_in: TyA[KMAX], B_in: TyW[KMAX], A_out: TyA[KMAX], B_out: TyW[KMAX],
-       Cm: TyC[PASSES, R, C], kn: int32, ps: index, i: index, j: index):
-    """One PE: a float multiply-accumulate per cycle over the whole K."""
-    v: TyC = 0.0
-    for k in range(kn, name="reduction"):
-        a: TyA = A_in[k]
-        b: TyW = B_in[k]
-        v += a * b
-        A_out[k] = a
-        B_out[k] = b
-    Cm[ps, i, j] = v
+def pe(A_in: TyA[TK], B_in: TyW[TK], A_out: TyA[TK], B_out: TyW[TK], C_out: TyC[CT],
+       T: int32, kn: int32):
+'''
+    if k.fp32:
+        return head + '''    """One float multiply-add per cycle. A float adder takes FADD cycles, so the PE keeps
+    FADD interleaved partial sums (product k goes to sum k % FADD): each sum's next add
+    waits exactly its adder latency; the partial sums are added at the tile's end."""
+    vp: TyC[FADD]
+    for t in range(T):
+        for f in range(FADD):
+            vp[f] = 0.0
+        for k in range(kn, name="reduction", pipeline=True):
+            a: TyA = A_in[t * kn + k]
+            b: TyW = B_in[t * kn + k]
+            vp[k % FADD] += a * b
+            A_out[t * kn + k] = a
+            B_out[t * kn + k] = b
+        v: TyC = 0.0
+        for f1 in range(FADD):
+            v += vp[f1]
+        C_out[t] = v
 '''
     if k.pack == 1:
-        return '''
-
-def pe(A_in: TyA[KMAX], B_in: TyW[KMAX], A_out: TyA[KMAX], B_out: TyW[KMAX],
-       Cm: TyC[PASSES, R, C], kn: int32, ps: index, i: index, j: index):
-    """One PE: one multiply-accumulate per cycle over the whole K."""
-    v: TyC = 0
-    for k in range(kn, name="reduction"):
-        a: TyA = A_in[k]
-        b: TyW = B_in[k]
-        v += a * b
-        A_out[k] = a
-        B_out[k] = b
-    Cm[ps, i, j] = v
+        return head + '''    """One multiply-accumulate per cycle."""
+    for t in range(T):
+        v: TyC = 0
+        for k in range(kn, name="reduction", pipeline=True):
+            a: TyA = A_in[t * kn + k]
+            b: TyW = B_in[t * kn + k]
+            v += a * b
+            A_out[t * kn + k] = a
+            B_out[t * kn + k] = b
+        C_out[t] = v
 '''
-    return '''
-
-def pe(A_in: TyA[KMAX], B_in: TyW[KMAX], A_out: TyA[KMAX], B_out: TyW[KMAX],
-       Cm: TyC[PASSES, R, C], kn: int32, ps: index, i: index, j: index):
-    """One PE = one DSP48E2 multiply per cycle giving two products (DSP packing, UG579 /
-    WP486): the 27-bit port takes w1 * 2^18 + w0, the 18-bit port a; the low 18 bits of the
-    product are a*w0 (two's complement), the rest a*w1. Exact for 8-bit a and 4/8-bit w."""
-    v0: TyC = 0
-    v1: TyC = 0
-    for k in range(kn, name="reduction"):
-        a: TyA = A_in[k]
-        w: TyW = B_in[k]
-        w0: Int(18) = (w << WB) >> WB
-        w1: Int(27) = w >> WB
-        op: Int(27) = (w1 << 18) + w0
-        p: Int(45) = op * a
-        lo: Int(18) = p
-        hi: Int(45) = (p - lo) >> 18
-        v0 += lo
-        v1 += hi
-        A_out[k] = a
-        B_out[k] = w
-    Cm[ps, i, 2 * j] = v0
-    Cm[ps, i, 2 * j + 1] = v1
+    return head + '''    """One DSP48E2 multiply per cycle giving two products (DSP packing, UG579 / WP486):
+    the 27-bit port takes w1 * 2^18 + w0, the 18-bit port a; the low 18 bits of the product
+    are a*w0 (two's complement), the rest a*w1. Exact for 8-bit a and 4/8-bit w."""
+    for t in range(T):
+        v0: TyC = 0
+        v1: TyC = 0
+        for k in range(kn, name="reduction", pipeline=True):
+            a: TyA = A_in[t * kn + k]
+            w: TyW = B_in[t * kn + k]
+            w0: Int(18) = (w << WB) >> WB
+            w1: Int(27) = w >> WB
+            op: Int(27) = (w1 << 18) + w0
+            p: Int(45) = op * a
+            lo: Int(18) = p
+            hi: Int(45) = (p - lo) >> 18
+            v0 += lo
+            v1 += hi
+            A_out[t * kn + k] = a
+            B_out[t * kn + k] = w
+        C_out[2 * t] = v0
+        C_out[2 * t + 1] = v1
 '''
 
 
-def _mesh(k: KernelSpec) -> str:
-    return '''
-
-def mesh(A: TyA[ATILE], B: TyW[WPAN], ps: index, rb: index, g: index, Cm: TyC[PASSES, R, C],
-         kn: int32, mtr: int32, pwp: int32):
-    """The systolic array: A rows enter from the left, weight words from the top, every PE
-    reduces the whole K of its output (output-stationary). One call = one R x C output tile
-    of row block rb of the A tile and column group g of the panel, pass ps."""
-    A_fifo: TyA[R, CP + 1, KMAX]
-    B_fifo: TyW[CP, R + 1, KMAX]
-    A_drain: TyA[R]
-    B_drain: TyW[CP]
-    for k in range(kn, name="data_load"):
-        for m in range(R):
-            A_fifo[m, 0, k] = A[k * mtr + rb * R + m]
-        for n in range(CP):
-            B_fifo[n, 0, k] = B[(ps * kn + k) * pwp + g * CP + n]
-    for i, j in allo.grid(R, CP, name="PE"):
-        pe(A_fifo[i, j], B_fifo[j, i], A_fifo[i, j + 1], B_fifo[j, i + 1], Cm, kn, ps, i, j)
-    for k in range(kn, name="data_drain"):
-        for m in range(R):
-            A_drain[m] = A_fifo[m, CP, k]
-        for n in range(CP):
-            B_drain[n] = B_fifo[n, R, k]
-'''
-
-
-def _word_of(k: KernelSpec, src: str) -> str:
-    """Text of a weight word built from PACK activation codes `src.format(q=...)` of pass ps
-    (the attention path: both operands are activations)."""
+def _word_of(k: KernelSpec, src: str, ps: str) -> str:
+    """Text of a weight word built from PACK activation codes `src.format(q=...)` for pass
+    `ps` (the attention path: both operands are activations)."""
     if k.fp32 or k.pack == 1:
         return src.format(q=0)
     if k.w_bits == 4:  # two passes: high nibble, then low nibble - 8 (both fit 4 signed bits)
         parts = []
         for q in range(2):
             c = src.format(q=q)
-            parts.append(f"(({c} >> 4) if ps == 0 else (({c} & 15) - 8))")
+            parts.append(f"(({c} >> 4) if {ps} == 0 else (({c} & 15) - 8))")
         return f"((({parts[1]}) << 4) | (({parts[0]}) & 15))"
     return "(c1 << 8) | (c0 & 255)"  # c0, c1: the two codes widened to TyW (fetch_b)
 
 
+def _indent(lines: list[str], n: int) -> str:
+    return "".join(" " * n + ln + "\n" for ln in lines)
+
+
+def _requant(k: KernelSpec, var: str) -> list[str]:
+    """Lines that round float `var` half away from zero and clamp to the code range."""
+    if k.fp32:
+        return []
+    return [f"if {var} >= 0.0:", f"    {var} = {var} + 0.5", "else:",
+            f"    {var} = {var} - 0.5", f"if {var} > QMAX:", f"    {var} = QMAX",
+            f"if {var} < -QMAX:", f"    {var} = -QMAX"]
+
+
+# The tiles of a GEMM, in the order every process walks them (so each stream is written and
+# read in one order):
+#   for z (batch) / o in nout / i in nin / rb in nrb / g in ng / ps in passes:
+#     weight-panel order (0): o = panel, i = row block (nrb = 1): the panel stays in fetch_b
+#       and is replayed for every row block; each row block stays in fetch_a for the ng
+#       column groups of the panel;
+#     output-row order (1): o = row group of mtr rows (nrb = mtr / R row blocks), i = panel
+#       of C columns (ng = 1): the row group stays in fetch_a for every panel; each panel
+#       stays in fetch_b for the nrb row blocks.
+# One tile = one R x C output block over the whole K, one pass. No condition depends on a
+# loop variable (a loop-nest estimate resolves every branch).
+
+
+def _a_load(tag: str, rows: str, row0: str) -> list[str]:
+    """fetch_a: `rows` rows of A from DRAM into the tile buffer, row by row in port beats."""
+    return [f"for r{tag} in range({rows}):", f"    row{tag}: int32 = {row0} + r{tag}",
+            f'    for kk{tag} in range(kw, name="burst", pipeline=True):',
+            f"        for e{tag} in range(WE):",
+            f"            kq{tag}: int32 = kk{tag} * WE + e{tag}",
+            f"            if row{tag} < M and kq{tag} < K:",
+            f"                abuf[r{tag}, kq{tag}] = act[base + row{tag} * a_rs + kq{tag}]",
+            "            else:", f"                abuf[r{tag}, kq{tag}] = 0"]
+
+
 def _fetch_a(k: KernelSpec) -> str:
-    return """
+    return f'''
 
 def fetch_a(act: TyA[NACT], op: int32, M: int32, K: int32, N: int32, Z: int32, H: int32,
-            order: int32, nout: int32, nin: int32, mtr: int32, a0: int32, a_zb: int32,
-            a_zh: int32, a_rs: int32, a_s: TyA[R, AS], x0_s: TyA[L, XS]):
-    \"\"\"DMA of the first operand. GEMM: A row blocks [R, K], each read row by row in port
-    beats and streamed column by column (R codes per cycle): per (panel, row block) in the
-    weight-panel order (0), once per row group of mtr rows in the output-row order (1). SFU:
-    the rows of X0, L elements per cycle.\"\"\"
-    blk: TyA[R, KMAX]
+            order: int32, nout: int32, nin: int32, mtr: int32, pw: int32, passes: int32,
+            a0: int32, a_zb: int32, a_zh: int32, a_rs: int32, a_s: TyA[R, TK],
+            x0_s: TyA[L, XS]):
+    """DMA and A side of the tile buffer. GEMM: the rows of A a tile needs, read from DRAM
+    in port beats once (a row block per panel in the weight-panel order, a row group in the
+    output-row order) and replayed to the array column by column (R codes per cycle) for
+    every tile that uses them. SFU: the rows of X0, L elements per cycle."""
+    abuf: TyA[MTMAX, KMAX]
     ia: int32 = 0
     ix: int32 = 0
     if op == GEMM:
         kw: int32 = (K + WE - 1) // WE
-        nrb: int32 = mtr // R
+        nrb: int32 = 1 if order == 0 else mtr // R
+        ng: int32 = pw // C
         for z in range(Z):
             base: int32 = a0 + (z // H) * a_zb + (z % H) * a_zh
             for o in range(nout):
-                for i in range(nin):
-                    if order == 0 or i == 0:
-                        for rb in range(nrb):
-                            row0: int32 = i * R if order == 0 else o * mtr + rb * R
-                            for r in range(R):
-                                row: int32 = row0 + r
-                                for kk in range(kw, name="burst", pipeline=True):
-                                    for e in range(WE):
-                                        kq: int32 = kk * WE + e
-                                        if row < M and kq < K:
-                                            blk[r, kq] = act[base + row * a_rs + kq]
-                                        else:
-                                            blk[r, kq] = 0
-                            for k in range(K, name="feed", pipeline=True):
-                                for r1 in range(R):
-                                    a_s[r1, ia] = blk[r1, k]
-                                ia += 1
+                if order == 1:
+{_indent(_a_load("g", "mtr", "o * mtr"), 20)}                for i in range(nin):
+                    if order == 0:
+{_indent(_a_load("b", "R", "i * R"), 24)}                    for rb in range(nrb):
+                        for g in range(ng):
+                            for ps in range(passes):
+                                for k in range(K, name="feed", pipeline=True):
+                                    for q in range(R):
+                                        a_s[q, ia] = abuf[rb * R + q, k]
+                                    ia += 1
     else:
         nw: int32 = (N + L - 1) // L
         for row1 in range(M):
@@ -290,61 +302,82 @@ def fetch_a(act: TyA[NACT], op: int32, M: int32, K: int32, N: int32, Z: int32, H
                     else:
                         x0_s[l, ix] = 0
                 ix += 1
-"""
+'''
+
+
+def _b_load(k: KernelSpec, tag: str, pc: str) -> list[str]:
+    """fetch_b: weight panel `pc` [K, pw] of every pass into the tile buffer as words of
+    PACK adjacent codes (k and the column group flattened into one pipelined loop, CP words
+    per cycle). A transposed activation operand (K^T) is staged row by row in `bt` first."""
+    direct = _word_of(k, f"act[base + kq{tag} * b_rs + col{tag} + {{q}}]", f"ps{tag}")
+    trans = _word_of(k, f"bt[col{tag} + {{q}} - pc{tag} * pw, kq{tag}]", f"ps{tag}")
+    pre_d, pre_t = [], []
+    if not k.fp32 and k.pack == 2 and k.w_bits == 8:  # widen the 8-bit codes, then shift
+        direct = direct.replace("c0", f"d0{tag}").replace("c1", f"d1{tag}")
+        trans = trans.replace("c0", f"c0{tag}").replace("c1", f"c1{tag}")
+        pre_d = [f"d0{tag}: TyW = act[base + kq{tag} * b_rs + col{tag}]",
+                 f"d1{tag}: TyW = act[base + kq{tag} * b_rs + col{tag} + 1]"]
+        pre_t = [f"c0{tag}: TyW = bt[col{tag} - pc{tag} * pw, kq{tag}]",
+                 f"c1{tag}: TyW = bt[col{tag} + 1 - pc{tag} * pw, kq{tag}]"]
+    return [
+        f"pc{tag}: int32 = {pc}", "if b_t == 1:",
+        f"    for n{tag} in range(pw):",
+        f'        for kk{tag} in range(kw, name="burst", pipeline=True):',
+        f"            for e{tag} in range(WE):",
+        f"                kt{tag}: int32 = kk{tag} * WE + e{tag}",
+        f"                if pc{tag} * pw + n{tag} < N and kt{tag} < K:",
+        (f"                    bt[n{tag}, kt{tag}] = act[base + (pc{tag} * pw + n{tag}) * b_rs"
+         f" + kt{tag}]"),
+        "                else:", f"                    bt[n{tag}, kt{tag}] = 0",
+        f"for ps{tag} in range(passes):",
+        f"    kq{tag}: int32 = 0", f"    g{tag}: int32 = 0",
+        f'    for t{tag} in range(K * ng, name="load", pipeline=True):',
+        f"        for j{tag} in range(CP):",
+        f"            col{tag}: int32 = pc{tag} * pw + g{tag} * C + j{tag} * PACK",
+        f"            w{tag}: TyW = 0", f"            if col{tag} < N:",
+        "                if b_src == 0:",
+        f"                    w{tag} = wts[base + kq{tag} * b_rs + col{tag} // PACK]",
+        "                elif b_t == 1:", *[f"                    {x}" for x in pre_t],
+        f"                    w{tag} = {trans}",
+        "                else:", *[f"                    {x}" for x in pre_d],
+        f"                    w{tag} = {direct}",
+        f"            wpan[(ps{tag} * K + kq{tag}) * pwp + g{tag} * CP + j{tag}] = w{tag}",
+        f"        g{tag} += 1", f"        if g{tag} == ng:", f"            g{tag} = 0",
+        f"            kq{tag} += 1"]
 
 
 def _fetch_b(k: KernelSpec) -> str:
-    direct = _word_of(k, "act[base + kq * b_rs + col + {q}]")
-    trans = _word_of(k, "bt[col + {q} - pc * pw, kq]")
-    pre_d, pre_t = [], []
-    if not k.fp32 and k.pack == 2 and k.w_bits == 8:  # widen the 8-bit codes, then shift
-        direct = direct.replace("c0", "d0").replace("c1", "d1")
-        pre_d = ["d0: TyW = act[base + kq * b_rs + col]",
-                 "d1: TyW = act[base + kq * b_rs + col + 1]"]
-        pre_t = ["c0: TyW = bt[col - pc * pw, kq]", "c1: TyW = bt[col + 1 - pc * pw, kq]"]
-    branches = _indent(["if b_src == 0:", "    w = wts[base + kq * b_rs + col // PACK]",
-                        "elif b_t == 1:", *[f"    {x}" for x in pre_t], f"    w = {trans}",
-                        "else:", *[f"    {x}" for x in pre_d], f"    w = {direct}"], 44)
-    return """
+    return f'''
 
 def fetch_b(wts: TyW[NWTS], act: TyA[NACT], op: int32, K: int32, N: int32, Z: int32,
-            H: int32, order: int32, nout: int32, nin: int32, pw: int32, passes: int32,
-            b0: int32, b_zb: int32, b_zh: int32, b_rs: int32, b_src: int32, b_t: int32,
-            M: int32, b_s: TyW[CP, BS], x1_s: TyA[L, XS]):
-    \"\"\"DMA of the second operand. GEMM: weight panels [K, pw], per pass, as words of PACK
-    codes of adjacent columns (weights are stored packed; activation operands are packed
-    here): each panel once in the weight-panel order (0), once per row group in the
-    output-row order (1). A transposed activation operand (K^T) is read row by row into `bt`
-    first. SFU: the rows of X1 for two-input functions.\"\"\"
+            H: int32, order: int32, nout: int32, nin: int32, mtr: int32, pw: int32,
+            passes: int32, b0: int32, b_zb: int32, b_zh: int32, b_rs: int32, b_src: int32,
+            b_t: int32, M: int32, b_s: TyW[CP, TK], x1_s: TyA[L, XS]):
+    """DMA and weight side of the tile buffer. GEMM: each weight panel [K, pw] read once
+    per use of the loop order (packed PACK adjacent columns per word: weights are stored
+    so, activation operands are packed here) and replayed to the array row by row (CP words
+    per cycle) for every tile that uses it. SFU: the rows of X1 for two-input functions."""
+    wpan: TyW[WPAN]
     bt: TyA[BTR, BTC]
     ib: int32 = 0
     ix: int32 = 0
     if op == GEMM:
         ng: int32 = pw // C
+        nrb: int32 = 1 if order == 0 else mtr // R
+        pwp: int32 = pw // PACK
         kw: int32 = (K + WE - 1) // WE
         for z in range(Z):
             base: int32 = b0 + (z // H) * b_zb + (z % H) * b_zh
             for o in range(nout):
-                for i in range(nin):
-                    if order == 1 or i == 0:
-                        pc: int32 = o if order == 0 else i
-                        if b_t == 1:
-                            for n in range(pw):
-                                for kk in range(kw, name="burst", pipeline=True):
-                                    for e in range(WE):
-                                        kq0: int32 = kk * WE + e
-                                        if pc * pw + n < N and kq0 < K:
-                                            bt[n, kq0] = act[base + (pc * pw + n) * b_rs + kq0]
-                                        else:
-                                            bt[n, kq0] = 0
-                        for ps in range(passes):
-                            for kq in range(K, name="feed"):
-                                for g in range(ng, pipeline=True):
+                if order == 0:
+{_indent(_b_load(k, "o", "o"), 20)}                for i in range(nin):
+                    if order == 1:
+{_indent(_b_load(k, "i", "i"), 24)}                    for rb in range(nrb):
+                        for g in range(ng):
+                            for ps in range(passes):
+                                for k in range(K, name="feed", pipeline=True):
                                     for j in range(CP):
-                                        col: int32 = pc * pw + g * C + j * PACK
-                                        w: TyW = 0
-                                        if col < N:
-{branches}                                        b_s[j, ib] = w
+                                        b_s[j, ib] = wpan[(ps * K + k) * pwp + g * CP + j]
                                     ib += 1
     elif op == SWIGLU or op == ADD or op == GATED:
         nw: int32 = (N + L - 1) // L
@@ -357,91 +390,91 @@ def fetch_b(wts: TyW[NWTS], act: TyA[NACT], op: int32, K: int32, N: int32, Z: in
                     else:
                         x1_s[l, ix] = 0
                 ix += 1
-""".replace("{branches}", branches)
-
-
-def _requant(k: KernelSpec, var: str) -> list[str]:
-    """Lines that round float `var` half away from zero and clamp to the code range."""
-    if k.fp32:
-        return []
-    return [f"if {var} >= 0.0:", f"    {var} = {var} + 0.5", "else:",
-            f"    {var} = {var} - 0.5", f"if {var} > QMAX:", f"    {var} = QMAX",
-            f"if {var} < -QMAX:", f"    {var} = -QMAX"]
-
-
-def _indent(lines: list[str], n: int) -> str:
-    return "".join(" " * n + ln + "\n" for ln in lines)
+'''
 
 
 def _array_unit(k: KernelSpec) -> str:
     if k.fp32:
-        combine = _indent(["t: TyC = acc[0, r1, c]"], 36)
-        deq = _indent(["u = t * prm[sb + n * bstep]"], 40)
+        take = ["acc[ps, q, j * PACK] = C_fifo[q, j, ic]"]
+        combine = ["t: TyC = acc[0, r1, c]"]
+        deq = ["u = t * prm[sb + n * bstep]"]
     else:
-        combine = _indent(["t: int64 = 0", "for q in range(PASSES):",
-                           "    if q < passes:", "        t = t * 16 + acc[q, r1, c]",
-                           "if passes == 2:", "    t = t + 8 * rsum[rb * R + r1]"], 36)
-        deq = _indent(["u = float(t) * s_a * prm[sb + n * bstep]"], 40)
-    rq = _indent(_requant(k, "u"), 36)
-    return """
+        take = [f"acc[ps, q, j * PACK + {p}] = C_fifo[q, j, ic + {p}]" for p in range(k.pack)]
+        combine = ["t: int64 = 0", "for p in range(PASSES):", "    if p < passes:",
+                   "        t = t * 16 + acc[p, r1, c]", "if passes == 2:",
+                   "    t = t + 8 * rsum[r1]"]
+        deq = ["u = float(t) * s_a * prm[sb + n * bstep]"]
+    out = (_indent(combine, 32) + _indent(["u: float32 = 0.0", "if n < N:"], 32)
+           + _indent(deq, 36) + _indent(["if bias >= 0:", "    u = u + prm[bias + n]",
+                                         "u = u * inv_y"], 36)
+           + _indent(_requant(k, "u"), 32) + _indent(["y_s[c, iy] = u"], 32))
+    return f'''
 
 def array_unit(prm: float32[NPRM], op: int32, M: int32, K: int32, N: int32, Z: int32,
                order: int32, nout: int32, nin: int32, mtr: int32, pw: int32, passes: int32,
                sa: int32, sb: int32, bstep: int32, sy: int32, bias: int32,
-               a_s: TyA[R, AS], b_s: TyW[CP, BS], y_s: TyA[C, YS]):
-    \"\"\"The array and its tile buffer: an A tile (one row block in the weight-panel order,
-    a row group of mtr rows in the output-row order) and a weight panel of every pass; every
-    R x C output tile through the one `mesh` call site, then the output path (dequantize,
-    bias, requantize).\"\"\"
-    atile: TyA[ATILE]
-    wpan: TyW[WPAN]
-    rsum: int32[MTMAX]
+               a_s: TyA[R, TK], b_s: TyW[CP, TK], y_s: TyA[C, YS]):
+    """The systolic array: A codes enter the R rows from the left, weight words the CP
+    columns from the top; R x CP PEs, each reducing the whole K of its outputs, tile after
+    tile (the next tile's operands follow the last ones at once); the collector takes every
+    PE's results through its FIFO and runs the output path (dequantize, bias, requantize).
+    Called once per op: its T tiles (0 for an SFU op)."""
+    A_fifo: TyA[R, CP + 1, TK]
+    B_fifo: TyW[CP, R + 1, TK]
+    C_fifo: TyC[R, CP, CT]
+    S_fifo: int32[R, TT]
+    A_drain: TyA[R]
+    B_drain: TyW[CP]
     acc: TyC[PASSES, R, C]
-    ia: int32 = 0
-    ib: int32 = 0
-    iy: int32 = 0
+    rs: int32[R]
+    rsum: int32[R]
+    nrb: int32 = 1 if order == 0 else mtr // R
+    ng: int32 = pw // C
+    T: int32 = 0
     if op == GEMM:
-        ng: int32 = pw // C
-        nrb: int32 = mtr // R
-        pwp: int32 = pw // PACK
-        s_a: float32 = prm[sa]
-        inv_y: float32 = prm[sy]
-        for z in range(Z):
-            for o in range(nout):
-                for i in range(nin):
-                    if (order == 0 and i == 0) or order == 1:
-                        for ps0 in range(passes):
-                            for kq in range(K, name="panel"):
-                                for g0 in range(ng, pipeline=True):
-                                    for j in range(CP):
-                                        wpan[(ps0 * K + kq) * pwp + g0 * CP + j] = b_s[j, ib]
-                                    ib += 1
-                    if order == 0 or i == 0:
-                        for rb0 in range(nrb):
-                            for r in range(R):
-                                rsum[rb0 * R + r] = 0
-                            for k in range(K, name="block", pipeline=True):
-                                for r0 in range(R):
-                                    v: TyA = a_s[r0, ia]
-                                    atile[k * mtr + rb0 * R + r0] = v
-                                    rsum[rb0 * R + r0] += v
-                                ia += 1
-                    pc: int32 = o if order == 0 else i
-                    for rb in range(nrb):
-                        for g in range(ng):
-                            for ps in range(passes):
-                                mesh(atile, wpan, ps, rb, g, acc, K, mtr, pwp)
-                            for r1 in range(R, name="out", pipeline=True):
-                                for c in range(C):
-                                    n: int32 = pc * pw + g * C + c
-{combine}                                    u: float32 = 0.0
-                                    if n < N:
-{deq}                                        if bias >= 0:
-                                            u = u + prm[bias + n]
-                                        u = u * inv_y
-{rq}                                    y_s[c, iy] = u
-                                iy += 1
-""".replace("{combine}", combine).replace("{deq}", deq).replace("{rq}", rq)
+        T = Z * nout * nin * nrb * ng * passes
+    for t in range(T, name="data_load"):
+        for m0 in range(R):
+            rs[m0] = 0
+        for k in range(K, pipeline=True):
+            for m in range(R):
+                v: TyA = a_s[m, t * K + k]
+                A_fifo[m, 0, t * K + k] = v
+                rs[m] += v
+            for n in range(CP):
+                B_fifo[n, 0, t * K + k] = b_s[n, t * K + k]
+        for m1 in range(R):
+            S_fifo[m1, t] = rs[m1]
+    for i, j in allo.grid(R, CP, name="PE"):
+        pe(A_fifo[i, j], B_fifo[j, i], A_fifo[i, j + 1], B_fifo[j, i + 1], C_fifo[i, j], T, K)
+    for t1 in range(T, name="data_drain"):
+        for k1 in range(K, pipeline=True):
+            for m2 in range(R):
+                A_drain[m2] = A_fifo[m2, CP, t1 * K + k1]
+            for n1 in range(CP):
+                B_drain[n1] = B_fifo[n1, R, t1 * K + k1]
+    s_a: float32 = prm[sa]
+    inv_y: float32 = prm[sy]
+    ic: int32 = 0
+    it: int32 = 0
+    iy: int32 = 0
+    for z in range(Z, name="collect"):
+        for o in range(nout):
+            for i1 in range(nin):
+                pc: int32 = o if order == 0 else i1
+                for rb in range(nrb):
+                    for g in range(ng):
+                        for ps in range(passes, pipeline=True):
+                            for q in range(R):
+                                rsum[q] = S_fifo[q, it]
+                                for j in range(CP):
+{_indent(take, 36)}                            ic += PACK
+                            it += 1
+                        for r1 in range(R, name="out", pipeline=True):
+                            for c in range(C):
+                                n: int32 = pc * pw + g * C + c
+{out}                            iy += 1
+'''
 
 
 def _store(k: KernelSpec) -> str:
@@ -455,17 +488,17 @@ def store(act: TyA[NACT], op: int32, M: int32, N: int32, Z: int32, H: int32, ord
     iz: int32 = 0
     if op == GEMM:
         ng: int32 = pw // C
-        nrb: int32 = mtr // R
+        nrb: int32 = 1 if order == 0 else mtr // R
         for z in range(Z):
             base: int32 = y0 + (z // H) * y_zb + (z % H) * y_zh
             for o in range(nout):
                 for i in range(nin):
                     pc: int32 = o if order == 0 else i
+                    gr: int32 = i * R if order == 0 else o * mtr
                     for rb in range(nrb):
-                        row0: int32 = i * R if order == 0 else o * mtr + rb * R
                         for g in range(ng):
                             for r in range(R, name="out", pipeline=True):
-                                row: int32 = row0 + r
+                                row: int32 = gr + rb * R + r
                                 for c in range(C):
                                     n: int32 = pc * pw + g * C + c
                                     v: TyA = y_s[c, iy]
@@ -529,7 +562,7 @@ def _sfu_body(k: KernelSpec) -> str:
         "for jj1 in range(nw, name=\"exp\", pipeline=True):", "    for l3 in range(L):",
         "        j3: int32 = jj1 * L + l3", "        zr[j3] = 0.0", "        if j3 < N:",
         "            zr[j3] = allo.exp(xr[j3] - mx)",
-        *[ln.replace("xr[j]", "zr[j]") for ln in reduce_parts("sm", "0.0", "xr[j]")],
+        *reduce_parts("sm", "0.0", "zr[j]"),
         "inv: float32 = 1.0 / sm",
         *each(["zr[j2] = zr[j2] * inv"])])
     branch("gelu_tanh", each([
@@ -623,16 +656,16 @@ def accel(wts: TyW[NWTS], prm: float32[NPRM], act_in: TyA[NACT], {args},
     """One op of the program: the descriptor selects a GEMM (op == 0) or an SFU function.
     `act_in` and `act` are the same DRAM buffer (read by the fetch engines, written by
     `store`); weights and parameters stay in DRAM."""
-    a_s: TyA[R, AS]
-    b_s: TyW[CP, BS]
+    a_s: TyA[R, TK]
+    b_s: TyW[CP, TK]
     y_s: TyA[C, YS]
     x0_s: TyA[L, XS]
     x1_s: TyA[L, XS]
     z_s: TyA[L, XS]
-    fetch_a(act_in, op, M, K, N, Z, H, order, nout, nin, mtr, a0, a_zb, a_zh, a_rs, a_s,
-            x0_s)
-    fetch_b(wts, act_in, op, K, N, Z, H, order, nout, nin, pw, passes, b0, b_zb, b_zh, b_rs,
-            b_src, b_t, M, b_s, x1_s)
+    fetch_a(act_in, op, M, K, N, Z, H, order, nout, nin, mtr, pw, passes, a0, a_zb, a_zh,
+            a_rs, a_s, x0_s)
+    fetch_b(wts, act_in, op, K, N, Z, H, order, nout, nin, mtr, pw, passes, b0, b_zb, b_zh,
+            b_rs, b_src, b_t, M, b_s, x1_s)
     array_unit(prm, op, M, K, N, Z, order, nout, nin, mtr, pw, passes, sa, sb, bstep, sy,
                bias, a_s, b_s, y_s)
     sfu_unit(prm, op, M, N, sa, sb, sy, p0, p1, prs, seq, dh, pe, x0_s, x1_s, z_s)
@@ -643,44 +676,42 @@ def accel(wts: TyW[NWTS], prm: float32[NPRM], act_in: TyA[NACT], {args},
 def _schedule(k: KernelSpec) -> str:
     return '''
 
-def schedule_mesh():
-    """The array as hardware: R x CP PE functions (Allo's `unfold`), FIFOs between them,
-    operands partitioned so a column of A and a row of weight words enter per cycle."""
-    sm = allo.customize(mesh)
-    if R > 1:
-        sm.partition(sm.A, partition_type=Partition.Cyclic, dim=1, factor=R)  # rows k*mtr+r
-    if CP > 1:
-        sm.partition(sm.B, partition_type=Partition.Cyclic, dim=1, factor=CP)
-    sm.partition(sm.Cm, dim=0)
-    sm.pipeline(sm.get_loops("pe")["reduction"]["k"])
-    sm.pipeline(sm.get_loops("mesh")["data_load"]["k"])
-    sm.pipeline(sm.get_loops("mesh")["data_drain"]["k"])
-    pes = sm.unfold("mesh:PE", [0, 1])
-    sm.to(MockBuffer("mesh", "A_fifo"), pes, axis=1, depth=R + 1)
-    sm.to(MockBuffer("mesh", "B_fifo"), pes, axis=0, depth=CP + 1)
-    return sm
+def schedule_array():
+    """The array as hardware: R x CP PE functions (Allo's `unfold`) with FIFOs between them
+    (A along rows, weight words down columns, each PE's results to the collector); the
+    collector's accumulators in registers."""
+    sa = allo.customize(array_unit)
+    if TyC is float32:
+        sa.partition(MockBuffer("pe", "vp"), dim=0)  # FADD partial sums in registers
+    for buf in ("acc", "rs", "rsum"):
+        sa.partition(MockBuffer("array_unit", buf), dim=0)
+    pes = sa.unfold("array_unit:PE", [0, 1])
+    sa.to(MockBuffer("array_unit", "A_fifo"), pes, axis=1, depth=R + 1)
+    sa.to(MockBuffer("array_unit", "B_fifo"), pes, axis=0, depth=CP + 1)
+    sa.to(MockBuffer("array_unit", "C_fifo"), pes, axis=0, depth=FIFO)
+    sa.to(MockBuffer("array_unit", "S_fifo"), [0], axis=0, depth=FIFO)
+    return sa
 
 
 def schedule_hls(s):
     """The hardware schedule (vhls / Vitis HLS; Allo's llvm backend cannot build after it):
-    the mesh unfolded, the five processes as one dataflow region with FIFO streams, the
-    per-cycle loops pipelined. Every step must succeed: a failure is an error."""
-    s.compose(schedule_mesh())  # also partitions the tile buffer (ablk, wpan) and acc
+    the array unfolded, the five processes as one dataflow region with FIFO streams, the
+    tile buffer banked for its access patterns. Every step must succeed: a failure is an
+    error."""
+    s.compose(schedule_array())
     cyc = Partition.Cyclic
     for fn, buf, dim, kind, factor in (
-            ("fetch_a", "blk", 1, None, 0), ("fetch_a", "blk", 2, cyc, WE),
-            ("fetch_b", "bt", 1, cyc, C), ("fetch_b", "bt", 2, cyc, WE),
-            ("array_unit", "rsum", 1, cyc, R), ("sfu_unit", "xr", 1, cyc, L),
+            ("fetch_a", "abuf", 1, cyc, R), ("fetch_a", "abuf", 2, cyc, WE),
+            ("fetch_b", "wpan", 1, cyc, CP), ("fetch_b", "bt", 1, cyc, C),
+            ("fetch_b", "bt", 2, cyc, WE), ("sfu_unit", "xr", 1, cyc, L),
             ("sfu_unit", "x1r", 1, cyc, L), ("sfu_unit", "zr", 1, cyc, L),
             ("sfu_unit", "part", 0, None, 0)):
         if kind is None:
             s.partition(MockBuffer(fn, buf), dim=dim)
         elif factor > 1:
             s.partition(MockBuffer(fn, buf), partition_type=kind, dim=dim, factor=factor)
-    for buf, dst in (("a_s", "array_unit"), ("b_s", "array_unit"), ("y_s", "store"),
-                     ("x0_s", "sfu_unit"), ("x1_s", "sfu_unit"), ("z_s", "store")):
+    for buf in ("a_s", "b_s", "y_s", "x0_s", "x1_s", "z_s"):
         s.to(getattr(s, buf), [0], axis=0, depth=FIFO)
     s.dataflow("accel")
     return s
 '''
-

@@ -56,6 +56,7 @@ function, and any operator latency change with the clock.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -129,8 +130,7 @@ def estimate(cpp, top: str | None = None, scalars: dict | None = None, *,
         if name not in names:
             raise InputError(f"scalar {k!r}: the top {fn.name} has no such parameter "
                              f"(parameters: {', '.join(names)})")
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or \
-                abs(v) == float("inf"):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise InputError(f"scalar {name}: expected a finite number, got {v!r}")
         env[name] = float(v)
     if axi_latency_cycles < 0:

@@ -179,9 +179,9 @@ def _on_chip_bytes(k) -> dict[str, int]:
     weight panel, accumulators), the DMA staging and the SFU's row buffers."""
     ab = 4 if k.fp32 else max(1, int(k.a_bits) // 8)
     wb = 4 if k.fp32 else (k.pack * int(k.w_bits) + 7) // 8
-    return {"atile": k.atile_words * ab, "wpan": k.wpan_words * wb,
-            "acc": k.passes_max * k.rows * k.cols * 4, "fetch_a.blk": k.rows * k.k_max * ab,
-            "fetch_b.bt": k.bt_rows * k.bt_cols * ab, "sfu_rows": 3 * k.n_max * 4}
+    return {"abuf": k.mt_max * k.k_max * ab, "wpan": k.wpan_words * wb,
+            "acc": k.passes_max * k.rows * k.cols * 4, "bt": k.bt_rows * k.bt_cols * ab,
+            "sfu_rows": 3 * k.n_max * 4}
 
 
 def _header(arch, trace, scope, m) -> str:

@@ -362,17 +362,9 @@ class _Builder:
         sfus = [d for d in self.instrs if d["op"] != 0]
         lanes = k.sfu.lanes * k.sfu.elems_per_lane
 
-        def a_len(d):
-            nrb = d["mtr"] // self.r
-            return d["Z"] * d["nout"] * (d["nin"] if d["order"] == 0 else nrb) * d["K"]
-
-        def b_len(d):
-            per = d["passes"] * d["K"] * (d["pw"] // self.c)
-            return d["Z"] * d["nout"] * (1 if d["order"] == 0 else d["nin"]) * per
-
-        def y_len(d):
-            return d["Z"] * d["nout"] * d["nin"] * (d["mtr"] // self.r) * (d["pw"] // self.c) \
-                * self.r
+        def tiles(d):
+            nrb = 1 if d["order"] == 0 else d["mtr"] // self.r
+            return d["Z"] * d["nout"] * d["nin"] * nrb * (d["pw"] // self.c) * d["passes"]
 
         def x_len(d):
             return d["M"] * -(-d["N"] // lanes)
@@ -386,14 +378,15 @@ class _Builder:
             sfu_lanes=lanes, we=self.we, k_max=mx(lambda d: d["K"], gemms),
             pw_max=mx(lambda d: d["pw"], gemms, self.c),
             mt_max=mx(lambda d: d["mtr"], gemms, self.r),
-            atile_words=mx(lambda d: d["mtr"] * d["K"], gemms),
             wpan_words=mx(lambda d: d["passes"] * d["K"] * d["pw"] // self.pack, gemms),
             bt_rows=mx(lambda d: d["pw"] if d["b_t"] else 1, gemms),
             bt_cols=mx(lambda d: d["K"] if d["b_t"] else 1, gemms),
             n_max=-(-mx(lambda d: d["N"], sfus) // lanes) * lanes,
             passes_max=mx(lambda d: d["passes"], gemms), act_words=int(act.size),
-            wts_words=int(wts.size), prm_words=int(prm.size), a_stream=mx(a_len, gemms),
-            b_stream=mx(b_len, gemms), y_stream=mx(y_len, gemms), x_stream=mx(x_len, sfus),
+            wts_words=int(wts.size), prm_words=int(prm.size), t_max=mx(tiles, gemms),
+            tk_max=mx(lambda d: tiles(d) * d["K"], gemms),
+            y_stream=mx(lambda d: tiles(d) // d["passes"] * self.r, gemms),
+            x_stream=mx(x_len, sfus),
             fns=tuple(sorted(self.fns, key=list(SFU_CODES).index)))
         return Program(spec, self.instrs, act, wts, prm, self.places, output, self.env)
 
