@@ -110,13 +110,20 @@ class Machine:
         x1 = (self._rows(d["b0"], d["b_rs"], m, n).astype(f32) * prm[d["sb"]]
               if fn in ("swiglu", "add", "gated") else None)
 
-        def lane_sum(v: np.ndarray) -> np.ndarray:
-            nw = -(-n // lanes)
-            pad = np.zeros((m, nw * lanes), f32)
+        nw = -(-n // lanes)
+
+        def lanes_of(v: np.ndarray, fill: float) -> np.ndarray:
+            """[m, n] -> [m, nw, lanes]: element j in lane j % L, word j // L."""
+            pad = np.full((m, nw * lanes), fill, f32)
             pad[:, :n] = v
+            return pad.reshape(m, nw, lanes)
+
+        def lane_sum(v: np.ndarray) -> np.ndarray:
+            """The kernel's reduction: per lane over the words in order, then the lanes."""
+            w = lanes_of(v, 0.0)
             part = np.zeros((m, lanes), f32)
             for jj in range(nw):
-                part = (part + pad[:, jj * lanes:(jj + 1) * lanes]).astype(f32)
+                part = (part + w[:, jj]).astype(f32)
             tot = np.zeros(m, f32)
             for lane in range(lanes):
                 tot = (tot + part[:, lane]).astype(f32)
@@ -128,21 +135,34 @@ class Machine:
         if fn in ("layernorm", "rmsnorm"):
             eps = prm[d["pe"]]
             g = prm[d["p0"]: d["p0"] + n]
-            if fn == "layernorm":
+            ms = (lane_sum(x * x) / f32(n)).astype(f32)
+            if fn == "layernorm":  # one pass: var = E[x^2] - mean^2, clamped at 0
                 mu = (lane_sum(x) / f32(n)).astype(f32)
-                var = (lane_sum((x - mu) * (x - mu)) / f32(n)).astype(f32)
+                var = np.maximum((ms - mu * mu).astype(f32), f32(0))
                 inv = (f32(1.0) / np.sqrt(var + eps)).astype(f32)
                 z = ((x - mu) * inv).astype(f32) * g
                 if d["p1"] >= 0:
                     z = z + prm[d["p1"]: d["p1"] + n]
             else:
-                ms = (lane_sum(x * x) / f32(n)).astype(f32)
                 inv = (f32(1.0) / np.sqrt(ms + eps)).astype(f32)
                 z = (x * inv).astype(f32) * g
-        elif fn == "softmax":
-            mx = x.max(axis=1, keepdims=True)
-            e = np.exp(x - mx).astype(f32)
-            z = e * (f32(1.0) / lane_sum(e)).astype(f32)
+        elif fn == "softmax":  # online softmax per lane, lanes combined in order
+            w = lanes_of(x, 0.0)
+            pm = np.full((m, lanes), f32(-3.0e38), f32)
+            ps = np.zeros((m, lanes), f32)
+            for jj in range(nw):
+                valid = (jj * lanes + np.arange(lanes)) < n
+                xv = w[:, jj]
+                up = valid & (xv > pm)
+                ps = np.where(up, (ps * np.exp(pm - xv)).astype(f32), ps)
+                pm = np.where(up, xv, pm)
+                ps = np.where(valid, (ps + np.exp(xv - pm)).astype(f32), ps)
+            mx = pm.max(axis=1, keepdims=True)
+            sm = np.zeros((m, 1), f32)
+            for lane in range(lanes):
+                term = (ps[:, lane:lane + 1] * np.exp(pm[:, lane:lane + 1] - mx)).astype(f32)
+                sm = np.where(ps[:, lane:lane + 1] > 0, (sm + term).astype(f32), sm)
+            z = np.exp(x - mx).astype(f32) * (f32(1.0) / sm).astype(f32)
         elif fn == "gelu_tanh":
             z = f32(0.5) * x * (f32(1.0) + np.tanh(f32(0.7978845608028654) * (
                 x + f32(0.044715) * x * x * x)))

@@ -159,15 +159,17 @@ def pe(A_in: TyA[TK], B_in: TyW[TK], A_out: TyA[TK], B_out: TyW[TK], C_out: TyC[
     FADD interleaved partial sums (product k goes to sum k % FADD): each sum's next add
     waits exactly its adder latency; the partial sums are added at the tile's end."""
     vp: TyC[FADD]
+    ik: int32 = 0
     for t in range(T):
         for f in range(FADD):
             vp[f] = 0.0
         for k in range(kn, name="reduction", pipeline=True):
-            a: TyA = A_in[t * kn + k]
-            b: TyW = B_in[t * kn + k]
+            a: TyA = A_in[ik]
+            b: TyW = B_in[ik]
             vp[k % FADD] += a * b
-            A_out[t * kn + k] = a
-            B_out[t * kn + k] = b
+            A_out[ik] = a
+            B_out[ik] = b
+            ik += 1
         v: TyC = 0.0
         for f1 in range(FADD):
             v += vp[f1]
@@ -175,25 +177,28 @@ def pe(A_in: TyA[TK], B_in: TyW[TK], A_out: TyA[TK], B_out: TyW[TK], C_out: TyC[
 '''
     if k.pack == 1:
         return head + '''    """One multiply-accumulate per cycle."""
+    ik: int32 = 0
     for t in range(T):
         v: TyC = 0
         for k in range(kn, name="reduction", pipeline=True):
-            a: TyA = A_in[t * kn + k]
-            b: TyW = B_in[t * kn + k]
+            a: TyA = A_in[ik]
+            b: TyW = B_in[ik]
             v += a * b
-            A_out[t * kn + k] = a
-            B_out[t * kn + k] = b
+            A_out[ik] = a
+            B_out[ik] = b
+            ik += 1
         C_out[t] = v
 '''
     return head + '''    """One DSP48E2 multiply per cycle giving two products (DSP packing, UG579 / WP486):
     the 27-bit port takes w1 * 2^18 + w0, the 18-bit port a; the low 18 bits of the product
     are a*w0 (two's complement), the rest a*w1. Exact for 8-bit a and 4/8-bit w."""
+    ik: int32 = 0
     for t in range(T):
         v0: TyC = 0
         v1: TyC = 0
         for k in range(kn, name="reduction", pipeline=True):
-            a: TyA = A_in[t * kn + k]
-            w: TyW = B_in[t * kn + k]
+            a: TyA = A_in[ik]
+            w: TyW = B_in[ik]
             w0: Int(18) = (w << WB) >> WB
             w1: Int(27) = w >> WB
             op: Int(27) = (w1 << 18) + w0
@@ -202,8 +207,9 @@ def pe(A_in: TyA[TK], B_in: TyW[TK], A_out: TyA[TK], B_out: TyW[TK], C_out: TyC[
             hi: Int(45) = (p - lo) >> 18
             v0 += lo
             v1 += hi
-            A_out[t * kn + k] = a
-            B_out[t * kn + k] = w
+            A_out[ik] = a
+            B_out[ik] = w
+            ik += 1
         C_out[2 * t] = v0
         C_out[2 * t + 1] = v1
 '''
@@ -430,29 +436,31 @@ def array_unit(prm: float32[NPRM], op: int32, M: int32, K: int32, N: int32, Z: i
     rsum: int32[R]
     nrb: int32 = 1 if order == 0 else mtr // R
     ng: int32 = pw // C
-    T: int32 = 0
-    if op == GEMM:
-        T = Z * nout * nin * nrb * ng * passes
+    T: int32 = Z * nout * nin * nrb * ng * passes  # an SFU op's descriptor has Z = 0
+    il: int32 = 0
     for t in range(T, name="data_load"):
         for m0 in range(R):
             rs[m0] = 0
         for k in range(K, pipeline=True):
             for m in range(R):
-                v: TyA = a_s[m, t * K + k]
-                A_fifo[m, 0, t * K + k] = v
+                v: TyA = a_s[m, il]
+                A_fifo[m, 0, il] = v
                 rs[m] += v
             for n in range(CP):
-                B_fifo[n, 0, t * K + k] = b_s[n, t * K + k]
+                B_fifo[n, 0, il] = b_s[n, il]
+            il += 1
         for m1 in range(R):
             S_fifo[m1, t] = rs[m1]
     for i, j in allo.grid(R, CP, name="PE"):
         pe(A_fifo[i, j], B_fifo[j, i], A_fifo[i, j + 1], B_fifo[j, i + 1], C_fifo[i, j], T, K)
+    idr: int32 = 0
     for t1 in range(T, name="data_drain"):
         for k1 in range(K, pipeline=True):
             for m2 in range(R):
-                A_drain[m2] = A_fifo[m2, CP, t1 * K + k1]
+                A_drain[m2] = A_fifo[m2, CP, idr]
             for n1 in range(CP):
-                B_drain[n1] = B_fifo[n1, R, t1 * K + k1]
+                B_drain[n1] = B_fifo[n1, R, idr]
+            idr += 1
     s_a: float32 = prm[sa]
     inv_y: float32 = prm[sy]
     ic: int32 = 0
@@ -519,132 +527,136 @@ def store(act: TyA[NACT], op: int32, M: int32, N: int32, Z: int32, H: int32, ord
 
 
 def _sfu_body(k: KernelSpec) -> str:
-    """The row functions, each a few passes over the row buffer at L elements per cycle.
-    Reductions keep one partial sum per lane (`part`), then add the lanes in order."""
+    """One branch per SFU function the program uses, each streaming every row of X0 (and
+    X1) through at L elements per cycle, with the simulator's pass counts
+    (arch.SFU_PASSES_DEFAULT): element-wise functions in one pass (read, compute, requantize,
+    write); the row functions in two: a load pass that also gathers the row statistics
+    (layernorm/rmsnorm: lane sums of x and x^2; softmax: a running max and rescaled sum per
+    lane, the online softmax), then an output pass. Rotary reads each element's rotation
+    partner, so it buffers the row first. Lane partials are combined lane by lane, in order.
+    """
     fns = set(k.fns)
+
+    def _emit(lane: str) -> list[str]:  # requantize z and stream it out
+        return ["uq: float32 = z * inv_y", *_requant(k, "uq"), f"z_s[{lane}, iz] = uq"]
+
+    ld = ["x: float32 = float(x0_s[l, ix]) * s0"]
+    ld1 = ["x1: float32 = float(x1_s[l, ix]) * s1"]
+
+    def one_pass(body: list[str], two: bool = False) -> list[str]:
+        return ["for row in range(M):", "    bq: int32 = row // seq",
+                '    for jj in range(nw, name="row", pipeline=True):', "        for l in range(L):",
+                "            j: int32 = jj * L + l", *[f"            {x}" for x in ld],
+                *([f"            {x}" for x in ld1] if two else []),
+                *[f"            {x}" for x in body], *[f"            {x}" for x in _emit("l")],
+                "        ix += 1", "        iz += 1"]
+
+    def two_pass(stats_init: list[str], stats: list[str], combine: list[str],
+                 body: list[str]) -> list[str]:
+        return ["for row in range(M):", "    lq: int32 = row % seq",
+                *[f"    {x}" for x in stats_init],
+                '    for jj in range(nw, name="load", pipeline=True):',
+                "        for l in range(L):", "            j: int32 = jj * L + l",
+                *[f"            {x}" for x in ld], "            xr[j] = x",
+                *[f"            {x}" for x in stats], "        ix += 1",
+                *[f"    {x}" for x in combine],
+                '    for jj2 in range(nw, name="out", pipeline=True):',
+                "        for l2 in range(L):", "            j2: int32 = jj2 * L + l2",
+                *[f"            {x}" for x in body], *[f"            {x}" for x in _emit("l2")],
+                "        iz += 1"]
+
+    def lanes(var: str, init: str) -> list[str]:
+        return ["for l0 in range(L):", f"    {var}[l0] = {init}"]
+
+    def lane_sum(var: str, dst: str) -> list[str]:
+        return [f"{dst}: float32 = 0.0", "for l1 in range(L):", f"    {dst} = {dst} + {var}[l1]"]
+
     out = []
-
-    def reduce_parts(dst: str, init: str, expr: str, how: str = "sum") -> list[str]:
-        """dst = the lane-wise sum (or max) of expr over the row; names tagged by dst."""
-        j, jj, ln, l0, l1 = (f"{v}_{dst}" for v in ("j", "jj", "l", "l0", "l1"))
-        expr = re.sub(r"\bj\b", j, expr)
-        upd = ([f"part[{ln}] = part[{ln}] + ({expr})"] if how == "sum" else
-               [f"if {expr} > part[{ln}]:", f"    part[{ln}] = {expr}"])
-        fold = ([f"    {dst} = {dst} + part[{l1}]"] if how == "sum" else
-                [f"    if part[{l1}] > {dst}:", f"        {dst} = part[{l1}]"])
-        return [f"for {l0} in range(L):", f"    part[{l0}] = {init}",
-                f"for {jj} in range(nw, name=\"{dst}_pass\", pipeline=True):",
-                f"    for {ln} in range(L):", f"        {j}: int32 = {jj} * L + {ln}",
-                f"        if {j} < N:", *[f"            {x}" for x in upd],
-                f"{dst}: float32 = {init}", f"for {l1} in range(L):", *fold]
-
-    def each(lines: list[str]) -> list[str]:
-        return ["for jj2 in range(nw, name=\"apply\", pipeline=True):", "    for l2 in range(L):",
-                "        j2: int32 = jj2 * L + l2",
-                *[f"        {ln}" for ln in lines]]
 
     def branch(name: str, lines: list[str]) -> None:
         if name in fns:
             out.append((name, lines))
 
-    branch("layernorm", [
-        *reduce_parts("mu", "0.0", "xr[j]"), "mu = mu / float(N)",
-        *reduce_parts("var", "0.0", "(xr[j] - mu) * (xr[j] - mu)"), "var = var / float(N)",
-        "inv: float32 = 1.0 / allo.sqrt(var + prm[pe])",
-        *each(["zr[j2] = (xr[j2] - mu) * inv * prm[p0 + j2]",
-               "if p1 >= 0:", "    zr[j2] = zr[j2] + prm[p1 + j2]"])])
-    branch("rmsnorm", [
-        *reduce_parts("ms", "0.0", "xr[j] * xr[j]"), "ms = ms / float(N)",
-        "inv: float32 = 1.0 / allo.sqrt(ms + prm[pe])",
-        *each(["zr[j2] = xr[j2] * inv * prm[p0 + j2]"])])
-    branch("softmax", [
-        *reduce_parts("mx", "-3.0e38", "xr[j]", how="max"),
-        "for jj1 in range(nw, name=\"exp\", pipeline=True):", "    for l3 in range(L):",
-        "        j3: int32 = jj1 * L + l3", "        zr[j3] = 0.0", "        if j3 < N:",
-        "            zr[j3] = allo.exp(xr[j3] - mx)",
-        *reduce_parts("sm", "0.0", "zr[j]"),
-        "inv: float32 = 1.0 / sm",
-        *each(["zr[j2] = zr[j2] * inv"])])
-    branch("gelu_tanh", each([
-        "x: float32 = xr[j2]",
-        "zr[j2] = 0.5 * x * (1.0 + allo.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))"
-    ]))
-    branch("gelu_erf", each([
-        "x: float32 = xr[j2]", "u: float32 = x * 0.7071067811865476", "a: float32 = u",
-        "if u < 0.0:", "    a = -u", "t: float32 = 1.0 / (1.0 + 0.3275911 * a)",
+    branch("layernorm", two_pass(
+        [*lanes("ps", "0.0"), *lanes("pq", "0.0")],
+        ["if j < N:", "    ps[l] = ps[l] + x", "    pq[l] = pq[l] + x * x"],
+        [*lane_sum("ps", "mu"), *lane_sum("pq", "ms"), "mu = mu / float(N)",
+         "var: float32 = ms / float(N) - mu * mu", "if var < 0.0:", "    var = 0.0",
+         "inv: float32 = 1.0 / allo.sqrt(var + prm[pe])"],
+        ["z: float32 = 0.0", "if j2 < N:", "    z = (xr[j2] - mu) * inv * prm[p0 + j2]",
+         "    if p1 >= 0:", "        z = z + prm[p1 + j2]"]))
+    branch("rmsnorm", two_pass(
+        lanes("pq", "0.0"), ["if j < N:", "    pq[l] = pq[l] + x * x"],
+        [*lane_sum("pq", "ms"), "ms = ms / float(N)",
+         "inv: float32 = 1.0 / allo.sqrt(ms + prm[pe])"],
+        ["z: float32 = 0.0", "if j2 < N:", "    z = xr[j2] * inv * prm[p0 + j2]"]))
+    branch("softmax", two_pass(
+        [*lanes("pm", "-3.0e38"), *lanes("ps", "0.0")],
+        ["if j < N:", "    if x > pm[l]:", "        ps[l] = ps[l] * allo.exp(pm[l] - x)",
+         "        pm[l] = x", "    ps[l] = ps[l] + allo.exp(x - pm[l])"],
+        ["mx: float32 = -3.0e38", "for l1 in range(L):", "    if pm[l1] > mx:",
+         "        mx = pm[l1]", "sm: float32 = 0.0", "for l3 in range(L):",
+         "    if ps[l3] > 0.0:", "        sm = sm + ps[l3] * allo.exp(pm[l3] - mx)",
+         "inv: float32 = 1.0 / sm"],
+        ["z: float32 = 0.0", "if j2 < N:", "    z = allo.exp(xr[j2] - mx) * inv"]))
+    branch("gelu_tanh", one_pass([
+        ("z: float32 = 0.5 * x * (1.0 + allo.tanh(0.7978845608028654 * (x + 0.044715 * x * x "
+         "* x)))")]))
+    branch("gelu_erf", one_pass([
+        "u: float32 = x * 0.7071067811865476", "a: float32 = u", "if u < 0.0:", "    a = -u",
+        "t: float32 = 1.0 / (1.0 + 0.3275911 * a)",
         ("q: float32 = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * "
          "(-1.453152027 + t * 1.061405429))))"),
         "e: float32 = 1.0 - q * allo.exp(-a * a)", "if u < 0.0:", "    e = -e",
-        "zr[j2] = 0.5 * x * (1.0 + e)"]))
-    branch("silu", each(["zr[j2] = xr[j2] / (1.0 + allo.exp(-xr[j2]))"]))
-    branch("swiglu", each(["zr[j2] = xr[j2] / (1.0 + allo.exp(-xr[j2])) * x1r[j2]"]))
-    branch("add", each(["zr[j2] = xr[j2] + x1r[j2]"]))
-    branch("gated", each(["zr[j2] = 0.0", "if j2 < N:",
-                          "    zr[j2] = xr[j2] + prm[p0 + bq * prs + j2] * x1r[j2]"]))
-    branch("modulate", each(["zr[j2] = 0.0", "if j2 < N:",
-                             ("    zr[j2] = xr[j2] * (1.0 + prm[p0 + bq * prs + j2]) "
-                              "+ prm[p1 + bq * prs + j2]")]))
-    branch("rotary", each([
-        "zr[j2] = 0.0", "if j2 < N:", "    d: int32 = j2 % dh", "    half: int32 = dh // 2",
+        "z: float32 = 0.5 * x * (1.0 + e)"]))
+    branch("silu", one_pass(["z: float32 = x / (1.0 + allo.exp(-x))"]))
+    branch("swiglu", one_pass(["z: float32 = x / (1.0 + allo.exp(-x)) * x1"], two=True))
+    branch("add", one_pass(["z: float32 = x + x1"], two=True))
+    branch("gated", one_pass(["z: float32 = 0.0", "if j < N:",
+                              "    z = x + prm[p0 + bq * prs + j] * x1"], two=True))
+    branch("modulate", one_pass(["z: float32 = 0.0", "if j < N:",
+                                 ("    z = x * (1.0 + prm[p0 + bq * prs + j]) "
+                                  "+ prm[p1 + bq * prs + j]")]))
+    branch("rotary", two_pass([], [], [], [
+        "z: float32 = 0.0", "if j2 < N:", "    d: int32 = j2 % dh", "    half: int32 = dh // 2",
         "    rh: float32 = 0.0", "    if d < half:", "        rh = -xr[j2 + half]", "    else:",
         "        rh = xr[j2 - half]",
-        "    zr[j2] = xr[j2] * prm[p0 + lq * dh + d] + rh * prm[p1 + lq * dh + d]"]))
+        "    z = xr[j2] * prm[p0 + lq * dh + d] + rh * prm[p1 + lq * dh + d]"]))
     text = []
     for i, (name, lines) in enumerate(out):
         kw = "if" if i == 0 else "elif"
-        text.append(f"            {kw} op == {name.upper()}:\n")
+        text.append(f"    {kw} op == {name.upper()}:\n")
         # Every branch declares its own names (Allo lowers a re-declaration to memref.copy,
         # which its HLS emitter rejects).
         body = [re.sub(_LOCALS, lambda m, i=i: f"{m.group(0)}_{i}", ln) for ln in lines]
-        text.append(_indent(body, 16))
+        text.append(_indent(body, 8))
     return "".join(text)
 
 
 # Scalars and loop variables of the SFU branches (suffixed per branch by _sfu_body).
-_LOCALS = re.compile(r"\b(inv|mu|var|ms|mx|sm|x|u|a|t|q|e|d|half|rh|j|j2|j3|jj|jj1|jj2|"
-                     r"l|l0|l1|l2|l3)\b(?![\"(])")
+_LOCALS = re.compile(r"\b(inv|mu|var|ms|mx|sm|x|x1|z|u|uq|a|t|q|e|d|half|rh|j|j2|jj|jj2|row|"
+                     r"bq|lq|l|l0|l1|l2|l3)\b(?![\"(])")
 
 
 def _sfu_unit(k: KernelSpec) -> str:
-    two = [f for f in k.fns if f in TWO_INPUT]
-    load1 = ""
-    if two:
-        cond = " or ".join(f"op == {f.upper()}" for f in two)
-        load1 = (f"                    if {cond}:\n"
-                 "                        x1r[j] = float(x1_s[l, ix]) * s1\n")
-    rq = _indent(_requant(k, "u"), 20)
     return f'''
 
 def sfu_unit(prm: float32[NPRM], op: int32, M: int32, N: int32, sa: int32, sb: int32,
              sy: int32, p0: int32, p1: int32, prs: int32, seq: int32, dh: int32, pe: int32,
              x0_s: TyA[L, XS], x1_s: TyA[L, XS], z_s: TyA[L, XS]):
-    """The SFU: per row, load (dequantize) into the row buffer, run the function's passes
-    at L elements per cycle, requantize and stream the row out."""
+    """The SFU: L elements per cycle (lanes x elements per lane), dequantized codes in,
+    float32 datapath, requantized codes out; a row buffer for the row functions."""
     xr: float32[NMAX]
-    x1r: float32[NMAX]
-    zr: float32[NMAX]
-    part: float32[L]
+    pm: float32[L]
+    ps: float32[L]
+    pq: float32[L]
     ix: int32 = 0
     iz: int32 = 0
-    if op != GEMM:
-        nw: int32 = (N + L - 1) // L
-        s0: float32 = prm[sa]
-        s1: float32 = prm[sb]
-        inv_y: float32 = prm[sy]
-        for row in range(M):
-            bq: int32 = row // seq
-            lq: int32 = row % seq
-            for jj0 in range(nw, name="load", pipeline=True):
-                for l in range(L):
-                    j: int32 = jj0 * L + l
-                    xr[j] = float(x0_s[l, ix]) * s0
-{load1}                ix += 1
-{_sfu_body(k)}            for jj3 in range(nw, name="emit", pipeline=True):
-                for l4 in range(L):
-                    u: float32 = zr[jj3 * L + l4] * inv_y
-{rq}                    z_s[l4, iz] = u
-                iz += 1
-'''
+    nw: int32 = (N + L - 1) // L
+    s0: float32 = prm[sa]
+    s1: float32 = prm[sb]
+    inv_y: float32 = prm[sy]
+{_sfu_body(k)}'''
 
 
 def _accel(k: KernelSpec) -> str:
@@ -704,8 +716,8 @@ def schedule_hls(s):
             ("fetch_a", "abuf", 1, cyc, R), ("fetch_a", "abuf", 2, cyc, WE),
             ("fetch_b", "wpan", 1, cyc, CP), ("fetch_b", "bt", 1, cyc, C),
             ("fetch_b", "bt", 2, cyc, WE), ("sfu_unit", "xr", 1, cyc, L),
-            ("sfu_unit", "x1r", 1, cyc, L), ("sfu_unit", "zr", 1, cyc, L),
-            ("sfu_unit", "part", 0, None, 0)):
+            ("sfu_unit", "pm", 0, None, 0), ("sfu_unit", "ps", 0, None, 0),
+            ("sfu_unit", "pq", 0, None, 0)):
         if kind is None:
             s.partition(MockBuffer(fn, buf), dim=dim)
         elif factor > 1:

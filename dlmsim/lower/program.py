@@ -239,14 +239,18 @@ class _Builder:
         self.out(y_t, y)
         y0, y_zb, y_zh = y.zstrides()
         # Loop order and tile sizes: the simulator's (mapping.Tiling).
+        # Panels (row groups) of equal width, at most the mapping's: the same count, and no
+        # panel of padding columns at the end.
+        up = lambda x, q: -(-x // q) * q  # noqa: E731
         if tiling.order == "weight_panel":
-            pw = -(-min(tiling.cols, n) // self.c) * self.c
+            npan = -(-n // max(1, tiling.cols))
+            pw = up(-(-n // npan), self.c)
             order, mtr = 0, self.r
             nout, nin = -(-n // pw), -(-m // self.r)
         else:  # output_row; output_block = output_row with one row block
-            pw = self.c
-            mtr = -(-min(tiling.rows, m) // self.r) * self.r
-            order, nout, nin = 1, -(-m // mtr), -(-n // pw)
+            ngrp = -(-m // max(1, tiling.rows))
+            pw, mtr = self.c, up(-(-m // ngrp), self.r)
+            order, nout, nin = 1, -(-m // mtr), -(-n // self.c)
         self.desc(op.name, y_t.name, op=0, M=m, K=k, N=n, Z=z, order=order, nout=nout,
                   nin=nin, mtr=mtr, pw=pw, a0=a0, a_zb=a_zb, a_zh=a_zh, a_rs=a.rs, y0=y0,
                   y_zb=y_zb, y_zh=y_zh, y_rs=y.rs, sa=a.scale_at, sy=y.inv_at, **kw)
@@ -324,7 +328,7 @@ class _Builder:
             y = self.mat_for(y_t)
         self.out(y_t, y)
         self.fns.add(code)
-        self.desc(op.name, y_t.name, op=SFU_CODES[code], M=rows, N=n, y0=y.base + y.col0,
+        self.desc(op.name, y_t.name, op=SFU_CODES[code], M=rows, N=n, Z=0, y0=y.base + y.col0,
                   y_rs=y.rs, sy=y.inv_at, **kw)
 
     def layout(self, op: Op) -> None:
@@ -407,7 +411,7 @@ class _Builder:
                 continue
             y = self.out(t, self.alloc(b * seq, d, kind="heads", b=b, h=h, seq=seq, x=dh))
             self.fns.add("rotary")
-            self.desc(f"{op.name}[{i}]", t.name, op=SFU_CODES["rotary"], M=b * seq, N=d,
+            self.desc(f"{op.name}[{i}]", t.name, op=SFU_CODES["rotary"], M=b * seq, N=d, Z=0,
                       a0=x.base + x.col0 + i * d, a_rs=x.rs, sa=x.scale_at, y0=y.base,
                       y_rs=y.rs, sy=y.inv_at, p0=p0, p1=p1, seq=seq, dh=dh)
 
