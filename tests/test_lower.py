@@ -64,21 +64,24 @@ def _calls(fn: ast.AST, name: str) -> int:
 
 
 # ---- the generated program's structure (what an HLS engineer checks first) ---------------
-def test_one_array_call_site_and_one_pe_call_site(lowered):
-    """A temporal design has ONE array: every GEMM tile goes through the single `mesh`
-    call in array_unit (each call site would be its own RTL instance, UG1399), and the
-    mesh calls `pe` once, inside the PE grid loop that `unfold` turns into rows x cols/PACK
-    PE functions."""
+def test_one_array_and_one_pe_call_site(lowered):
+    """A temporal design has ONE array: `array_unit` (called once, from accel) holds the
+    only call of `pe`, inside the PE grid loop that `unfold` turns into rows x cols/PACK
+    PE functions; every GEMM tile goes through it (each call site would be its own RTL
+    instance, UG1399). accel is the five processes of the dataflow region, in order."""
     for res in lowered.values():
         fns = _functions(res)
-        sites = {f: _calls(fn, "mesh") for f, fn in fns.items() if _calls(fn, "mesh")}
-        assert sites == {"array_unit": 1}
-        assert {f for f, fn in fns.items() if _calls(fn, "pe")} == {"mesh"}
-        assert _calls(fns["mesh"], "pe") == 1
+        assert {f for f, fn in fns.items() if _calls(fn, "pe")} == {"array_unit"}
+        assert _calls(fns["array_unit"], "pe") == 1
+        grid = [n for n in ast.walk(fns["array_unit"]) if isinstance(n, ast.For)
+                and "PE" in ast.unparse(n.iter)]
+        assert len(grid) == 1 and _calls(grid[0], "pe") == 1
+        assert {f for f, fn in fns.items() if _calls(fn, "array_unit")} == {"accel"}
         accel = fns["accel"]
         procs = [n.value.func.id for n in accel.body if isinstance(n, ast.Expr)
                  and isinstance(n.value, ast.Call)]
         assert procs == ["fetch_a", "fetch_b", "array_unit", "sfu_unit", "store"]
+        assert "sa.unfold('array_unit:PE', [0, 1])" in ast.unparse(fns["schedule_array"])
 
 
 def test_no_generated_name_is_reserved_by_allo_and_none_is_redeclared(lowered):
@@ -110,7 +113,7 @@ def test_schedule_streams_every_channel_and_pipelines_the_per_cycle_loops(lowere
         assert "s.dataflow('accel')" in sched
         for buf in ("a_s", "b_s", "y_s", "x0_s", "x1_s", "z_s"):
             assert f"'{buf}'" in sched
-        for loop in ("burst", "feed", "block", "out", "row", "emit"):
+        for loop in ("burst", "feed", "first", "out", "row", "load"):
             assert f'name="{loop}", pipeline=True' in text, loop
 
 
@@ -129,6 +132,7 @@ def test_kernel_types_and_packing_follow_the_arch():
         text = kernel_text(k, '"""x"""\n')
         assert f"TyW = {wty}" in text
         assert ("p: Int(45) = op * a" in text) == (pack == 2)
+        assert ("vp[k % FADD] += a * b" in text) == (wty == "float32")
 
 
 # ---- the program computes the model ------------------------------------------------------
@@ -167,7 +171,9 @@ def test_every_preset_lowers_every_family(arch, tmp_path):
 
 def test_gemm_descriptor_on_a_hand_made_memory():
     """A 3 x 5 x 4 W4A8 GEMM written by hand: A codes a[i,k] = i + k - 3, weights
-    w[k,n] = (k + 2n) mod 15 - 7 (4-bit), stored as pairs (w[k,2j+1] << 4 | w[k,2j] & 15);
+    w[k,n] = (k + 2n) mod 15 - 7 (4-bit), stored as pairs (w[k,2j+1] << 4 | w[k,2j] & 15)
+    in tile order (panels of pw = 2 columns = one word per k: panel 0's 5 words, then
+    panel 1's);
     scales s_a = 0.5, s_w = 0.25 for every column, s_y = 1: y = round(0.125 (A @ W)) clamped
     to +-127, rounded half away from zero. The emulator must give exactly that, from the
     descriptor alone."""
@@ -181,7 +187,7 @@ def test_gemm_descriptor_on_a_hand_made_memory():
     act[:15] = a.ravel()
     words = ((w[:, 1::2] << 4) | (w[:, 0::2] & 15)).astype(np.uint8).view(np.int8)
     wts = np.zeros(16, np.int8)
-    wts[:10] = words.ravel()
+    wts[:10] = words.T.ravel()
     prm = np.array([1.0, 0.5, 0.25, 0.25, 0.25, 0.25, 1.0, 0], np.float32)
     d = dict.fromkeys(DESC, 0)
     d.update(op=0, M=3, K=5, N=4, Z=1, H=1, order=0, nout=2, nin=2, mtr=2, pw=2, passes=1,

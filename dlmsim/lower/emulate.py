@@ -47,19 +47,21 @@ class Machine:
             self.act[base + r * rs: base + r * rs + n] = y[r]
 
     def _weights(self, d: dict, base: int, k: int, n: int) -> np.ndarray:
-        """Weight codes [k, n] from packed words (PACK adjacent columns per word)."""
-        pk = self.k.pack
-        nw = -(-n // pk)
-        words = np.lib.stride_tricks.as_strided(
-            self.wts[base:], shape=(k, nw),
-            strides=(d["b_rs"] * self.wts.itemsize, self.wts.itemsize))
+        """Weight codes [k, n] from the tiled words (program.tile_words: per panel, column
+        group, k, the C/PACK words of PACK adjacent columns)."""
+        pk, c = self.k.pack, self.k.cols
+        pwp, cp = d["pw"] // pk, c // pk
+        nw = -(-n // pk)  # words per k row
+        npan = -(-nw // pwp)
+        t = self.wts[base: base + npan * (pwp // cp) * k * cp]
+        words = t.reshape(npan, pwp // cp, k, cp).transpose(2, 0, 1, 3).reshape(k, -1)
         if self.k.fp32 or pk == 1:
             return words[:, :n]
         words = words.astype(np.int64)
         wb = self.k.w_bits
         lo = ((words & ((1 << wb) - 1)) ^ (1 << (wb - 1))) - (1 << (wb - 1))
         hi = words >> wb
-        out = np.empty((k, 2 * nw), np.int64)
+        out = np.empty((k, 2 * words.shape[1]), np.int64)
         out[:, 0::2], out[:, 1::2] = lo, hi
         return out[:, :n]
 

@@ -311,20 +311,21 @@ def fetch_a(act: TyA[NACT], op: int32, M: int32, K: int32, N: int32, Z: int32, H
 '''
 
 
-def _b_load(k: KernelSpec, tag: str, pc: str) -> list[str]:
-    """fetch_b: weight panel `pc` [K, pw] of every pass into the tile buffer as words of
-    PACK adjacent codes (k and the column group flattened into one pipelined loop, CP words
-    per cycle). A transposed activation operand (K^T) is staged row by row in `bt` first."""
-    direct = _word_of(k, f"act[base + kq{tag} * b_rs + col{tag} + {{q}}]", f"ps{tag}")
-    trans = _word_of(k, f"bt[col{tag} + {{q}} - pc{tag} * pw, kq{tag}]", f"ps{tag}")
+def _b_first(k: KernelSpec, tag: str, pc: str) -> list[str]:
+    """fetch_b, the first use of weight panel `pc` [K, pw]: every pass's words go to the
+    array (CP per cycle, in tile order: column group, pass, k) and into the tile buffer for
+    the later uses. Weights come straight from DRAM, where they are stored in that order;
+    activation operands are packed here (a transposed one, K^T, staged row by row first)."""
+    direct = _word_of(k, f"act[base + k{tag} * b_rs + col{tag} + {{q}}]", f"ps{tag}")
+    trans = _word_of(k, f"bt[col{tag} + {{q}} - pc{tag} * pw, k{tag}]", f"ps{tag}")
     pre_d, pre_t = [], []
     if not k.fp32 and k.pack == 2 and k.w_bits == 8:  # widen the 8-bit codes, then shift
         direct = direct.replace("c0", f"d0{tag}").replace("c1", f"d1{tag}")
         trans = trans.replace("c0", f"c0{tag}").replace("c1", f"c1{tag}")
-        pre_d = [f"d0{tag}: TyW = act[base + kq{tag} * b_rs + col{tag}]",
-                 f"d1{tag}: TyW = act[base + kq{tag} * b_rs + col{tag} + 1]"]
-        pre_t = [f"c0{tag}: TyW = bt[col{tag} - pc{tag} * pw, kq{tag}]",
-                 f"c1{tag}: TyW = bt[col{tag} + 1 - pc{tag} * pw, kq{tag}]"]
+        pre_d = [f"d0{tag}: TyW = act[base + k{tag} * b_rs + col{tag}]",
+                 f"d1{tag}: TyW = act[base + k{tag} * b_rs + col{tag} + 1]"]
+        pre_t = [f"c0{tag}: TyW = bt[col{tag} - pc{tag} * pw, k{tag}]",
+                 f"c1{tag}: TyW = bt[col{tag} + 1 - pc{tag} * pw, k{tag}]"]
     return [
         f"pc{tag}: int32 = {pc}", "if b_t == 1:",
         f"    for n{tag} in range(pw):",
@@ -335,21 +336,32 @@ def _b_load(k: KernelSpec, tag: str, pc: str) -> list[str]:
         (f"                    bt[n{tag}, kt{tag}] = act[base + (pc{tag} * pw + n{tag}) * b_rs"
          f" + kt{tag}]"),
         "                else:", f"                    bt[n{tag}, kt{tag}] = 0",
-        f"for ps{tag} in range(passes):",
-        f"    kq{tag}: int32 = 0", f"    g{tag}: int32 = 0",
-        f'    for t{tag} in range(K * ng, name="load", pipeline=True):',
-        f"        for j{tag} in range(CP):",
-        f"            col{tag}: int32 = pc{tag} * pw + g{tag} * C + j{tag} * PACK",
-        f"            w{tag}: TyW = 0", f"            if col{tag} < N:",
+        f"for g{tag} in range(ng):",
+        f"    for ps{tag} in range(passes):",
+        f'        for k{tag} in range(K, name="first", pipeline=True):',
+        f"            for j{tag} in range(CP):",
+        f"                col{tag}: int32 = pc{tag} * pw + g{tag} * C + j{tag} * PACK",
+        f"                w{tag}: TyW = 0",
         "                if b_src == 0:",
-        f"                    w{tag} = wts[base + kq{tag} * b_rs + col{tag} // PACK]",
-        "                elif b_t == 1:", *[f"                    {x}" for x in pre_t],
-        f"                    w{tag} = {trans}",
-        "                else:", *[f"                    {x}" for x in pre_d],
-        f"                    w{tag} = {direct}",
-        f"            wpan[(ps{tag} * K + kq{tag}) * pwp + g{tag} * CP + j{tag}] = w{tag}",
-        f"        g{tag} += 1", f"        if g{tag} == ng:", f"            g{tag} = 0",
-        f"            kq{tag} += 1"]
+        f"                    w{tag} = wts[base + iw + j{tag}]",
+        f"                elif col{tag} < N:",
+        "                    if b_t == 1:", *[f"                        {x}" for x in pre_t],
+        f"                        w{tag} = {trans}",
+        "                    else:", *[f"                        {x}" for x in pre_d],
+        f"                        w{tag} = {direct}",
+        f"                wpan[(ps{tag} * K + k{tag}) * pwp + g{tag} * CP + j{tag}] = w{tag}",
+        f"                b_s[j{tag}, ib] = w{tag}",
+        "            ib += 1", "            iw += CP"]
+
+
+def _b_again(tag: str) -> list[str]:
+    """fetch_b: a later use of the panel in the tile buffer, replayed in tile order."""
+    return [f"for g{tag} in range(ng):", f"    for ps{tag} in range(passes):",
+            f'        for k{tag} in range(K, name="feed", pipeline=True):',
+            f"            for j{tag} in range(CP):",
+            (f"                b_s[j{tag}, ib] = wpan[(ps{tag} * K + k{tag}) * pwp + g{tag} * CP"
+             f" + j{tag}]"),
+            "            ib += 1"]
 
 
 def _fetch_b(k: KernelSpec) -> str:
@@ -359,14 +371,16 @@ def fetch_b(wts: TyW[NWTS], act: TyA[NACT], op: int32, K: int32, N: int32, Z: in
             H: int32, order: int32, nout: int32, nin: int32, mtr: int32, pw: int32,
             passes: int32, b0: int32, b_zb: int32, b_zh: int32, b_rs: int32, b_src: int32,
             b_t: int32, M: int32, b_s: TyW[CP, TK], x1_s: TyA[L, XS]):
-    """DMA and weight side of the tile buffer. GEMM: each weight panel [K, pw] read once
-    per use of the loop order (packed PACK adjacent columns per word: weights are stored
-    so, activation operands are packed here) and replayed to the array row by row (CP words
-    per cycle) for every tile that uses it. SFU: the rows of X1 for two-input functions."""
+    """DMA and weight side of the tile buffer. GEMM: each weight panel [K, pw] (words of
+    PACK adjacent columns) is fetched once per use the loop order makes of it: in the
+    weight-panel order (0) once, for the first row block, and replayed from the buffer for
+    the others; in the output-row order (1) once per row group, for its first row block.
+    SFU: the rows of X1 for two-input functions."""
     wpan: TyW[WPAN]
     bt: TyA[BTR, BTC]
     ib: int32 = 0
     ix: int32 = 0
+    iw: int32 = 0
     if op == GEMM:
         ng: int32 = pw // C
         nrb: int32 = 1 if order == 0 else mtr // R
@@ -374,18 +388,15 @@ def fetch_b(wts: TyW[NWTS], act: TyA[NACT], op: int32, K: int32, N: int32, Z: in
         kw: int32 = (K + WE - 1) // WE
         for z in range(Z):
             base: int32 = b0 + (z // H) * b_zb + (z % H) * b_zh
+            iw = 0
             for o in range(nout):
                 if order == 0:
-{_indent(_b_load(k, "o", "o"), 20)}                for i in range(nin):
-                    if order == 1:
-{_indent(_b_load(k, "i", "i"), 24)}                    for rb in range(nrb):
-                        for g in range(ng):
-                            for ps in range(passes):
-                                for k in range(K, name="feed", pipeline=True):
-                                    for j in range(CP):
-                                        b_s[j, ib] = wpan[(ps * K + k) * pwp + g * CP + j]
-                                    ib += 1
-    elif op == SWIGLU or op == ADD or op == GATED:
+{_indent(_b_first(k, "o", "o"), 20)}                    for i in range(1, nin):
+{_indent(_b_again("a"), 24)}                if order == 1:
+                    iw = 0  # the row group's panels, from the first again
+                    for i1 in range(nin):
+{_indent(_b_first(k, "i", "i1"), 24)}                        for rb in range(1, nrb):
+{_indent(_b_again("b"), 28)}    elif op == SWIGLU or op == ADD or op == GATED:
         nw: int32 = (N + L - 1) // L
         for row1 in range(M):
             for jj in range(nw, name="row", pipeline=True):

@@ -144,14 +144,23 @@ class _Builder:
         p.scale_at = self.prm_add([s])
         p.inv_at = self.prm_add([inv])
 
-    def wts_add(self, words: np.ndarray) -> tuple[int, int]:
-        """Place a [K, NW] word matrix; returns (base, row stride) in words."""
-        k, nw = words.shape
-        rs = nw  # weight rows are read word by word (fetch_b); no beat alignment needed
+    def wts_add(self, words: np.ndarray) -> int:
+        """Append words to `wts`; returns their base."""
         self.wchunks.append(words.reshape(-1))
         base = self.wtop
-        self.wtop += k * rs
-        return base, rs
+        self.wtop += words.size
+        return base
+
+    def tile_words(self, words: np.ndarray, pw: int) -> np.ndarray:
+        """[K, N/PACK] words in the order fetch_b streams them on a panel's first use: per
+        panel of pw columns, per column group of C, per k, the C/PACK words of the group
+        (panels padded with zero words to full width)."""
+        k, nw = words.shape
+        pwp, cp = pw // self.pack, self.c // self.pack
+        npan = -(-nw // pwp)
+        full = np.zeros((k, npan * pwp), words.dtype)
+        full[:, :nw] = words
+        return full.reshape(k, npan, pwp // cp, cp).transpose(1, 2, 0, 3)
 
     # ---- tensors -------------------------------------------------------------------------
     def place_input(self, t, value: np.ndarray) -> Place:
@@ -209,13 +218,27 @@ class _Builder:
         z, m, k, n = op.gemm_dims
         a = self.get(a_t)
         a0, a_zb, a_zh = a.zstrides()
+        # Loop order and tile sizes: the simulator's (mapping.Tiling), with panels (row
+        # groups) of equal width, at most the mapping's: the same count, and no panel of
+        # padding columns at the end.
+        up = lambda x, q: -(-x // q) * q
+        if tiling.order == "weight_panel":
+            npan = -(-n // max(1, tiling.cols))
+            pw = up(-(-n // npan), self.c)
+            order, mtr = 0, self.r
+            nout, nin = -(-n // pw), -(-m // self.r)
+        else:  # output_row; output_block = output_row with one row block
+            ngrp = -(-m // max(1, tiling.rows))
+            pw, mtr = self.c, up(-(-m // ngrp), self.r)
+            order, nout, nin = 1, -(-m // mtr), -(-n // self.c)
         kw = {}
         if b_t.role == "weight":
             w = np.asarray(self.weights[b_t.name], np.float32)
             w = w.T if op.attr("transpose_b") else w  # [K, N]
             words, scales = self.weight_words(w)
-            wb, wrs = self.wts_add(words)
-            kw.update(b0=wb, b_rs=wrs, b_src=0, sb=self.prm_add(scales), bstep=1)
+            wb = self.wts_add(self.tile_words(words, pw))
+            kw.update(b0=wb, b_rs=self.c // self.pack, b_src=0, sb=self.prm_add(scales),
+                      bstep=1)
             if len(op.inputs) > 2:
                 kw["bias"] = self.vector(op.inputs[2])
         else:
@@ -238,19 +261,6 @@ class _Builder:
             y = self.mat_for(y_t)
         self.out(y_t, y)
         y0, y_zb, y_zh = y.zstrides()
-        # Loop order and tile sizes: the simulator's (mapping.Tiling).
-        # Panels (row groups) of equal width, at most the mapping's: the same count, and no
-        # panel of padding columns at the end.
-        up = lambda x, q: -(-x // q) * q  # noqa: E731
-        if tiling.order == "weight_panel":
-            npan = -(-n // max(1, tiling.cols))
-            pw = up(-(-n // npan), self.c)
-            order, mtr = 0, self.r
-            nout, nin = -(-n // pw), -(-m // self.r)
-        else:  # output_row; output_block = output_row with one row block
-            ngrp = -(-m // max(1, tiling.rows))
-            pw, mtr = self.c, up(-(-m // ngrp), self.r)
-            order, nout, nin = 1, -(-m // mtr), -(-n // self.c)
         self.desc(op.name, y_t.name, op=0, M=m, K=k, N=n, Z=z, order=order, nout=nout,
                   nin=nin, mtr=mtr, pw=pw, a0=a0, a_zb=a_zb, a_zh=a_zh, a_rs=a.rs, y0=y0,
                   y_zb=y_zb, y_zh=y_zh, y_rs=y.rs, sa=a.scale_at, sy=y.inv_at, **kw)
