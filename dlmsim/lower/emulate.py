@@ -156,7 +156,7 @@ class Machine:
                 valid = (jj * lanes + np.arange(lanes)) < n
                 xv = w[:, jj]
                 up = valid & (xv > pm)
-                ps = np.where(up, (ps * np.exp(pm - xv)).astype(f32), ps)
+                ps = np.where(up, (ps * np.exp(np.minimum(pm - xv, 0))).astype(f32), ps)
                 pm = np.where(up, xv, pm)
                 ps = np.where(valid, (ps + np.exp(xv - pm)).astype(f32), ps)
             mx = pm.max(axis=1, keepdims=True)
