@@ -399,8 +399,8 @@ def test_trip_counts_from_scalar_arguments():
         estimate(cpp("engine_dyn"))
     with pytest.raises(InputError, match="no such parameter"):
         estimate(cpp("engine_dyn"), scalars={"n": 3})
-    with pytest.raises(InputError, match="non-negative"):
-        estimate(cpp("engine_dyn"), scalars={"v155": -1})
+    with pytest.raises(InputError, match="finite"):  # negative values are descriptor flags
+        estimate(cpp("engine_dyn"), scalars={"v155": float("nan")})
 
 
 BRANCHY = """
@@ -497,3 +497,42 @@ def test_allo_systolic_64_on_8x8(tmp_path):
     assert check(d, {"rows": 8, "cols": 8, "macs_per_pe": 1, "array_instances": 1}) == []
     assert d["multipliers"]["total"] == 64
     assert estimate(text)[0] == 16640
+
+
+def test_arithmetic_dsp_packing_counts_two_macs():
+    """WP486's packing in arithmetic form, as dlmsim's packed PE writes it: the 27-bit
+    operand is (w1 << 18) + w0, one multiply by a, the low 18 bits are a*w0 and
+    (p - low) >> 18 is a*w1: one multiplier, 2 MACs. A plain product stays 1 MAC."""
+    from dlmsim.lower.cpp import parse
+    from dlmsim.lower.structure import multipliers
+
+    text = """void pe(
+  int8_t v0,
+  int8_t v1,
+  int8_t v2,
+  int32_t v3[2]
+) {
+  ap_int<27> v4 = v1;
+  ap_int<27> v5 = v4 << 18;
+  ap_int<27> v6 = v2;
+  ap_int<28> v7 = v5 + v6;
+  ap_int<27> op = v7;
+  ap_int<35> v8 = op;
+  ap_int<35> v9 = v0;
+  ap_int<35> v10 = v8 * v9;
+  ap_int<45> p = v10;
+  ap_int<18> lo = p;
+  ap_int<46> v11 = p;
+  ap_int<46> v12 = lo;
+  ap_int<46> v13 = v11 - v12;
+  ap_int<46> v14 = v13 >> 18;
+  v3[0] = lo;
+  v3[1] = v14;
+  int16_t v15 = v0;
+  int16_t v16 = v1;
+  int16_t v17 = v15 * v16;
+  v3[0] = v17;
+}
+"""
+    m = multipliers(parse(text).functions["pe"])
+    assert [x["macs"] for x in m] == [2, 1]

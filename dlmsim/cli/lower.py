@@ -39,6 +39,8 @@ def lower(
         None, "--seq-len", "-l", help=f"Sequence length (default: the model's, at most "
         f"{DEFAULT_MAX_SEQ_LEN})."),
     batch: int = typer.Option(1, "--batch", "-b", help="Batch size."),
+    sets: list[str] | None = typer.Option(None, "--set", metavar="KEY=VALUE",
+                                          help="Arch override, dotted.key=value."),
     wsets: list[str] | None = typer.Option(
         None, "--workload-set", metavar="KEY=VALUE",
         help="Workload override, dotted.key=value (run.gen_len=16, model.hidden=256)."),
@@ -46,7 +48,7 @@ def lower(
 ):
     """Lower a design to a self-contained Allo program with test vectors and a driver."""
     from dlmsim.arch import load_arch
-    from dlmsim.config import check_writable, resolve
+    from dlmsim.config import check_writable, parse_sets, resolve
     from dlmsim.errors import InputError
     from dlmsim.lower import lower as do_lower
     from dlmsim.lower.runner import check_python, run_driver, steps_for
@@ -56,7 +58,7 @@ def lower(
     steps = steps_for(run)
     if check and "vhls" not in steps:
         raise InputError("--check reads the HLS C++ of the vhls step: add vhls to --run")
-    a = load_arch(arch)
+    a = load_arch(arch, **parse_sets(sets))
     if is_trace_file(workload):
         if seq_len is not None or batch != 1 or wsets:
             raise InputError(f"{workload} is a trace file: --seq-len, --batch and "

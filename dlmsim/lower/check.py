@@ -23,6 +23,7 @@ from dlmsim.arch import Accelerator
 from dlmsim.errors import InputError
 from dlmsim.lower import latency, structure
 from dlmsim.lower.manifest import read_manifest
+from dlmsim.lower.program import pack_of
 
 RATIO = 1.5  # the loop-nest estimate may differ from the prediction by at most this factor
 
@@ -40,8 +41,8 @@ def check_lowered(out_dir: str | Path, arch: Accelerator) -> dict:
     params = latency.parameters(code, p["top"])
     pointers = [i for i, x in enumerate(params) if x["kind"] in ("pointer", "array")]
     weights = pointers[:1]  # accel(wts, prm, act_in, ..., act): the weights stay in DRAM
-    expect = {"rows": p["array"]["rows"], "cols": p["array"]["cols"],
-              "macs_per_pe": p["array"]["macs_per_pe"], "array_instances": 1,
+    expect = {"rows": arch.array.rows, "cols": arch.array.cols,
+              "macs_per_pe": pack_of(arch), "array_instances": 1,
               "dataflow_top": True, "m_axi_bundles": len(p["ports"]),
               "buffer_bytes": arch.buffer.kib * 1024, "not_on_chip": weights}
     fails = structure.check(desc, expect)

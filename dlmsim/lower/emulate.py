@@ -158,7 +158,8 @@ class Machine:
                 up = valid & (xv > pm)
                 ps = np.where(up, (ps * np.exp(np.minimum(pm - xv, 0))).astype(f32), ps)
                 pm = np.where(up, xv, pm)
-                ps = np.where(valid, (ps + np.exp(xv - pm)).astype(f32), ps)
+                ps = np.where(valid, (ps + np.exp(np.where(valid, xv - pm, 0))).astype(f32),
+                              ps)
             mx = pm.max(axis=1, keepdims=True)
             sm = np.zeros((m, 1), f32)
             for lane in range(lanes):

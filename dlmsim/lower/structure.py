@@ -212,6 +212,8 @@ def multipliers(fn: Function) -> list[dict]:
             width[t], fields[t], origin[t] = decl, (), len(out) - 1
             continue
         if st.op == "copy" and st.src is not None:
+            if st.src in origin and decl < w(st.src):
+                out[origin[st.src]]["results"].add((decl - 1, 0))  # the product's low bits
             width[t] = min(decl, w(st.src))
             fields[t] = fields.get(st.src, ())
             if st.src in origin:
@@ -223,6 +225,35 @@ def multipliers(fn: Function) -> list[dict]:
             if st.bits:
                 fields[t] = tuple(sorted(set(fields.get(t, ())) | {st.bits}))
             continue
+        if st.op == "binop" and len(st.operands) in (1, 2):
+            # Arithmetic packing (WP486's form): an operand built as (x << s) + y holds x
+            # in bits s.. and y below; a product read back as its low s bits (a narrowing
+            # copy) and as (p - low) >> s gives two results.
+            shift = _shift(st)
+            if st.binop == "<<" and shift is not None and len(st.operands) == 1:
+                x = st.operands[0]
+                f = fields.get(x) or ((w(x) - 1, 0),)
+                fields[t] = tuple((hi + shift, lo + shift) for hi, lo in f)
+                width[t] = decl
+                origin.pop(t, None)
+                continue
+            if st.binop in ("+", "|") and len(st.operands) == 2 and any(
+                    fields.get(o) for o in st.operands):
+                parts = set()
+                for o in st.operands:
+                    parts |= set(fields.get(o) or ((w(o) - 1, 0),))
+                fields[t], width[t] = tuple(sorted(parts)), decl
+                origin.pop(t, None)
+                continue
+            src = next((origin[o] for o in st.operands if o in origin), None)
+            if src is not None and st.binop == "-":
+                origin[t], width[t], fields[t] = src, decl, ()
+                continue
+            if src is not None and st.binop == ">>" and shift is not None:
+                out[src]["results"].add((decl - 1, shift))
+                width[t], fields[t] = decl, ()
+                origin.pop(t, None)
+                continue
         origin_src = origin.get(st.src) if st.op == "slice" else None
         if origin_src is not None and st.bits:
             out[origin_src]["results"].add(st.bits)
@@ -237,6 +268,12 @@ def multipliers(fn: Function) -> list[dict]:
     for m in out:
         m["macs"] = max(1, len(m.pop("results")))
     return out
+
+
+def _shift(st) -> int | None:
+    """The constant shift amount of `x << s` / `x >> s`, else None."""
+    m = re.search(r"(<<|>>)\s*(\d+)\s*;?\s*$", st.rhs)
+    return int(m.group(2)) if m else None
 
 
 # -------------------------------------------------------------------------- describe
