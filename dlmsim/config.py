@@ -137,11 +137,12 @@ def check_plain(data: Any, source: str, prefix: str = "") -> None:
         elif isinstance(v, dict):
             stack.extend((f"{key}.{k}" if key else str(k), x, depth + 1) for k, x in v.items())
         elif isinstance(v, list | tuple):
-            stack.extend((f"{key}[{i}]", x, depth + 1) for i, x in enumerate(v))
+            stack.extend((f"{key}.{i}" if key else str(i), x, depth + 1)
+                         for i, x in enumerate(v))
 
 
 def _short_int(v: int) -> str:
-    return str(v) if v.bit_length() < 64 else f"an integer of {v.bit_length()} bits"
+    return str(v) if v.bit_length() <= 80 else f"an integer of {v.bit_length()} bits"
 
 
 def read_yaml(path: Path) -> dict:
@@ -242,12 +243,12 @@ def validation_message(e: ValidationError, source: str, tags: tuple[str, ...] = 
     elif err["type"] == "missing":
         msg = "required key is missing"
     elif err["type"].endswith(("_type", "_parsing")) or err["type"] == "literal_error":
-        msg = f"{msg} (got {_shown(err.get('input'))})"
+        msg = f"{msg} (got {shown(err.get('input'))})"
     extra = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
     return f"{source}: {loc}: {msg}{extra}" if loc else f"{source}: {msg}{extra}"
 
 
-def _shown(v: Any) -> str:
+def shown(v: Any) -> str:
     """A bad value as the user wrote it: true, 'abc', a list, a mapping."""
     if isinstance(v, bool) or v is None:
         return {True: "true", False: "false", None: "null"}[v]

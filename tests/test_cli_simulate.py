@@ -158,6 +158,7 @@ def test_silent_nonsense_is_refused():
         (["--set", "calibration.clock_mhz=.nan"], "--set calibration.clock_mhz: nan is not"),
         (["--set", "device=../devices/zcu102"], "is not a device name"),
         (["--workload-set", "model.hidden=1e100"], "1e+100 is too large"),
+        (["--steps", str(10**20)], "--steps: 100000000000000000000 is too large"),
     ]:
         r = CliRunner().invoke(app, ["simulate", "-a", "int8-zcu102", *TINY, *args])
         assert message in _one_line(r), args

@@ -527,6 +527,8 @@ def test_run_overrides_are_validated():
         ({"batch": "abc"}, "run.batch: Input should be a valid integer"),
         ({"precision": "fp8"}, "run.precision: Input should be"),
         ({"colour": "red"}, "unknown key 'run.colour'"),
+        # a trace holds every block: 2^31 blocks would never finish building
+        ({"model.blocks": 2**31}, "model.blocks: Input should be less than or equal to 1024"),
     ],
 )
 def test_bad_run_overrides(overrides, message):

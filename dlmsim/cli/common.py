@@ -70,10 +70,12 @@ def fail(msg: str) -> None:
 def workload_overrides(sets: list[str] | None, flag: str, **options) -> dict:
     """Run options (--batch ...) and `flag` key=value overrides as one set of overrides; a
     run parameter given both ways is an error, not a silent choice between the two."""
-    from dlmsim.config import parse_sets
+    from dlmsim.config import check_plain, parse_sets
     from dlmsim.errors import InputError
 
     given = {k: v for k, v in options.items() if v is not None}
+    for k, v in given.items():
+        check_plain(v, f"--{k.replace('_', '-')}")
     out = dict(given)
     for k, v in parse_sets(sets, flag).items():
         plain = k.removeprefix("run.")

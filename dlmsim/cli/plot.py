@@ -80,14 +80,14 @@ def _numeric_csv(f: Path, numbers: tuple[str, ...]):
 def _summary(results: Path) -> dict:
     """summary.json of a simulate directory ({} if absent): a mapping whose clock, PE count
     and bandwidth, where given, are positive numbers."""
-    from dlmsim.config import read_json
+    from dlmsim.config import read_json, shown
 
     f = results / "summary.json"
     if not f.is_file():
         return {}
     s = read_json(f)
     if not isinstance(s, dict):
-        raise InputError(f"{f}: expected a mapping of metrics, got a {type(s).__name__}")
+        raise InputError(f"{f}: expected a mapping of metrics, got {shown(s)}")
     for k in ("clock_mhz", "pes", "bandwidth_bytes_per_cycle"):
         v = s.get(k)
         if v is not None and not (isinstance(v, int | float) and not isinstance(v, bool)

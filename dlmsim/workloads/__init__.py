@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from dlmsim.config import read_yaml, resolve, set_dotted, validation_message
+from dlmsim.config import read_yaml, resolve, set_dotted, shown, validation_message
 from dlmsim.errors import InputError
 from dlmsim.workloads import build
 from dlmsim.workloads.ir import Op, Schedule, Tensor, Trace, TraceError
@@ -42,7 +42,7 @@ def load_workload_config(name_or_path: str | os.PathLike, **overrides: Any):
     run = data.get("run")
     if run is not None and not isinstance(run, dict):
         raise InputError(f"{path}: run: expected a mapping of run parameters "
-                         f"(batch: 16, ...), got a {type(run).__name__}")
+                         f"(batch: 16, ...), got {shown(run)}")
     data["run"] = dict(run or {})
     for k, v in overrides.items():
         if v is None:

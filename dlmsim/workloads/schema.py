@@ -11,6 +11,11 @@ from dlmsim.config import Strict, Version
 
 Precision = Literal["fp32", "bf16", "fp16"]
 
+# Blocks (layers) of a model: published language models have at most ~128; a trace holds
+# every block's ops, so 1024 keeps a trace near 20,000 ops (built and checked in seconds)
+# where 2^31 blocks would never finish building.
+Depth = Annotated[int, Field(gt=0, le=1024)]
+
 
 class _Attention(Strict):
     """A model with `hidden` split over `heads` attention heads."""
@@ -26,7 +31,7 @@ class MdlmModel(_Attention):
     """DDiT backbone (MDLM, SEDD)."""
 
     hidden: PositiveInt
-    blocks: PositiveInt
+    blocks: Depth
     heads: PositiveInt
     cond_dim: PositiveInt = 128
     mlp_ratio: PositiveInt = 4
@@ -67,7 +72,7 @@ class DiffusionLmModel(_Attention):
     """BERT-base encoder with up/down projections around it (Diffusion-LM)."""
 
     hidden: PositiveInt = 768
-    layers: PositiveInt = 12
+    layers: Depth = 12
     heads: PositiveInt = 12
     ffn: PositiveInt = 3072
     embed_dim: PositiveInt = 16
@@ -96,7 +101,7 @@ class LladaModel(_Attention):
     """LLaMA-style masked diffusion LM (LLaDA)."""
 
     hidden: PositiveInt = 4096
-    layers: PositiveInt = 32
+    layers: Depth = 32
     heads: PositiveInt = 32
     ffn: PositiveInt = 12288
     vocab: PositiveInt = 126464
