@@ -82,7 +82,9 @@ def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: 
     env = simpy.Environment()
     # Write-backs go before queued reads (priority 0 < 1): consumers reading them back wait.
     mem = simpy.PriorityResource(env, capacity=1)
-    port = simpy.Resource(env, capacity=ports) if ports else None
+    # At most three holders exist (the array, the SFU, the one DMA transfer on the channel):
+    # with three ports or more nobody waits, and the resource is left out (same result).
+    port = simpy.Resource(env, capacity=ports) if ports and ports < 3 else None
     n = len(plans)
     timings = [OpTiming() for _ in plans]
     # When op j's first load waited for pool space, and each load for a buffer port.
@@ -133,6 +135,8 @@ def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: 
                 return t0
 
     needs = [min(p.tile_bytes, pool_bytes) if pool_bytes < math.inf else 0.0 for p in plans]
+    if sum(needs) <= pool_bytes:
+        needs = [0.0] * n  # every op's tiles fit at once: nobody can wait (same result)
     held = [False] * n
     free = [pool_bytes]
     changed = [env.event()]
@@ -141,11 +145,19 @@ def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: 
         ev, changed[0] = changed[0], env.event()
         ev.succeed()
 
+    first_unheld = [0]
+
+    def pending(j: int) -> float:
+        """Bytes still owed to ops before j that have not taken theirs."""
+        while first_unheld[0] < n and held[first_unheld[0]]:
+            first_unheld[0] += 1
+        return sum(needs[i] for i in range(first_unheld[0], j) if not held[i])
+
     def reserve(j: int):
         """Op j takes its tile bytes once what stays free still covers every earlier op
         that has not taken its own (so an earlier op never waits on a later one)."""
         t0 = env.now
-        while free[0] - needs[j] < sum(needs[i] for i in range(j) if not held[i]) - 1e-9:
+        while free[0] - needs[j] < pending(j) - 1e-9:
             yield changed[0]
         cap_wait[j] = (t0, env.now)
         free[0] -= needs[j]
