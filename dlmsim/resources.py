@@ -180,27 +180,43 @@ def dram_footprint(arch: Accelerator, trace, device: Device | None = None) -> Fo
     mapping keeps some on chip); an activation lives from its producer to its last consumer
     within its phase, and the phases never overlap, so activations are the largest live set
     of any phase; a tensor read in another phase than the one producing it (or a graph
-    input) is state and lives for the whole run. Weights are stored once at the weight width.
+    input, or a cache from an earlier pass) is state and lives for the whole run. Weights
+    are stored once at the weight width.
     """
     name, mem = arch.off_chip(device)
     weights = sum(stored_bytes(t, arch) for t in trace.weights.values())
-    produced: dict[str, tuple[str, object]] = {t.name: ("input", t) for t in trace.inputs}
+    # A run with several kinds of forward pass (a cache refresh, cached passes) runs each
+    # with the once and step ops around it: the largest of them, and their state together.
+    peak, state = 0.0, {}
+    for kind, _, fwd in trace.forward_variants():
+        ops = [op for op in trace.ops if op.phase != "forward" or op.variant == kind]
+        p, s = _live_bytes(arch, trace.inputs, ops)
+        peak = max(peak, p)
+        for k, v in s.items():
+            state[k] = max(state.get(k, 0.0), v)
+    return Footprint(name, weights, peak, sum(state.values()), mem.usable_bytes,
+                     mem.capacity_gib * GIB)
+
+
+def _live_bytes(arch: Accelerator, inputs, ops) -> tuple[float, dict[str, float]]:
+    """(largest live set of activations of any phase, state by name) of one op sequence."""
+    produced: dict[str, tuple[str, object]] = {t.name: ("input", t) for t in inputs}
     last: dict[str, int] = {}
-    state: dict[str, float] = {t.name: stored_bytes(t, arch) for t in trace.inputs}
-    for j, op in enumerate(trace.ops):
+    state: dict[str, float] = {t.name: stored_bytes(t, arch) for t in inputs}
+    for j, op in enumerate(ops):
         for t in op.inputs:
             if t.role in ("weight", "const"):
                 continue
             src = produced.get(t.name)
             if src is None or src[0] != op.phase:
-                state[t.name] = stored_bytes(t, arch)
+                state[t.name] = max(state.get(t.name, 0.0), stored_bytes(t, arch))
             last[t.name] = j
         for t in op.outputs:
             produced[t.name] = (op.phase, t)
     peak = 0.0
     for phase in ("once", "forward", "step"):
         live, ends = 0.0, {}
-        for j, op in enumerate(trace.ops):
+        for j, op in enumerate(ops):
             if op.phase != phase:
                 continue
             for t in op.outputs:
@@ -211,8 +227,7 @@ def dram_footprint(arch: Accelerator, trace, device: Device | None = None) -> Fo
                 ends[last[t.name]] = ends.get(last[t.name], 0.0) + size
             peak = max(peak, live)
             live -= ends.pop(j, 0.0)
-    return Footprint(name, weights, peak, sum(state.values()), mem.usable_bytes,
-                     mem.capacity_gib * GIB)
+    return peak, state
 
 
 def check_dram(arch: Accelerator, trace, device: Device | None = None) -> Footprint:

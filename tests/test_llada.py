@@ -178,3 +178,18 @@ def test_trace_file_round_trip(tmp_path):
 def test_bad_settings(run, message):
     with pytest.raises(InputError, match=message):
         _trace(**run)
+
+
+def test_dram_footprint_counts_each_kind_of_pass_once():
+    """The footprint takes the largest live set of any kind of pass, not of all of them in a
+    row (every refresh stores under the same cache names): the refresh holds at most one
+    layer's K and V (2 x 48 x 64 B at 8 bits) longer than a plain pass, until they are
+    stored after the attention. State, by hand: the cached K/V (2 layers x K, V x 32 rows x
+    64 = 8192 B), the block's logits read by the sampler (16 x 100 = 1600 B) and the token
+    ids at 4 B (tokens 48, tokens.16 and tokens.block 16 each: 320 B) = 10,112 B."""
+    from dlmsim.resources import dram_footprint
+
+    arch = dlmsim.load_arch("int8-zcu102")
+    plain, dual = dram_footprint(arch, _trace()), dram_footprint(arch, _trace(kv_cache="dual"))
+    assert dual.activations_bytes <= plain.activations_bytes + 2 * L * D
+    assert dual.state_bytes == 10_112

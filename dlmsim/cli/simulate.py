@@ -85,7 +85,9 @@ def simulate(
     if timeline is not None:
         from dlmsim import plots
 
-        plots.timeline(res.timeline, timeline, title=f"{acc.name} / {trace.model}: one block",
+        # One block when the blocks repeat (they are simulated once), else the whole pass.
+        what = "one block" if trace.n_blocks > 1 else "one forward pass"
+        plots.timeline(res.timeline, timeline, title=f"{acc.name} / {trace.model}: {what}",
                        clock_mhz=acc.clock_mhz)
         err.print(f"wrote {timeline}", highlight=False)
     if fmt == SimFmt.json:
