@@ -588,7 +588,7 @@ def test_explore_report_and_plot_flags(tmp_path, sim_dir):
         (["plot", "gantt", str(sim_dir)]), (["plot", "timeline", str(blocker)]),
         (["hls-report", str(tmp_path)]), (["hls-report", str(HLS4ML), "-f", "csv"]),
         (["hls-report", str(tmp_path / "none.xml")]), (["hls-report", str(blocker)]),
-        (["calibrate", str(HLS4ML)]), (["calibrate", str(tmp_path / "none.xml")]),
+        (["calibrate", str(HLS4ML), "--dry-run"]), (["calibrate", str(tmp_path / "none.xml")]),
         (["calibrate", str(HLS4ML), "-m", str(blocker)]),
         (["calibrate", str(HLS4ML), "-m", str(tmp_path)]),
         (["trace", "mdlm-tiny", "-o", str(blocker / "t.yaml")]),
