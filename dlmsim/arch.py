@@ -51,12 +51,15 @@ class _Range(Strict):
 
 PortBits = Literal[32, 64, 128, 256, 512, 1024]
 GIB = 2**30
+# Off-chip memory technologies with an energy per bit in dlmsim.power.
+MemoryTechnology = Literal["DDR4", "LPDDR4", "HBM2", "HBM2e"]
 
 
 class DeviceMemory(Strict):
     """One off-chip memory of a board, as the programmable logic reaches it."""
 
     kind: str  # technology and width, e.g. "DDR4 64-bit SODIMM"
+    technology: MemoryTechnology  # what sets its energy per bit (dlmsim.power)
     capacity_gib: PositiveFloat
     # Held by the operating system (Zynq boards) or the platform; not for the design.
     reserved_gib: float = Field(0.0, ge=0)
@@ -90,6 +93,16 @@ class _Shell(Strict):
     ff: int = 0
 
 
+class DevicePower(Strict):
+    """What the device draws whatever the design does (dlmsim.power adds the design's part)."""
+
+    static_w: float = Field(ge=0)  # the PL's static (leakage) power
+    platform_w: float = Field(ge=0)  # what runs beside the PL: a Zynq's PS, 0 on Alveo
+    source: str = Field(min_length=1)
+    confirmed: bool = True  # False: a typical or scaled figure, not from this part's report
+    note: str = ""
+
+
 class Device(Strict):
     version: Version
     name: str
@@ -105,6 +118,7 @@ class Device(Strict):
     memories: dict[str, DeviceMemory] = Field(min_length=1)
     clock_mhz: _Range
     shell: _Shell = _Shell()
+    power: DevicePower
     confirmed: bool = True
 
     def memory(self, name: str | None = None) -> tuple[str, DeviceMemory]:

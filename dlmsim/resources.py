@@ -9,7 +9,7 @@ to be replaced by `dlmsim calibrate` factors fitted on synthesis reports.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dlmsim.arch import GIB, Accelerator, Device, array_dsps, stored_bytes
 from dlmsim.errors import InputError
@@ -56,6 +56,9 @@ class Resources:
     used: dict[str, float]
     available: dict[str, int]
     buffer_memory: str  # where the tile buffer went: "bram" or "uram"
+    # What each unit of the design uses (dsp, bram18, uram, lut, ff): the power model
+    # weighs each unit's resources by that unit's activity. Empty for a calibrated copy.
+    by_unit: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def fraction(self) -> dict[str, float]:
@@ -93,6 +96,8 @@ def pe_fabric(w_bits: int, a_bits: int, acc_bits: int, ws: bool) -> tuple[float,
 
 
 def estimate(arch: Accelerator, device: Device | None = None) -> Resources:
+    """The design's resources, in total and by unit (`Resources.by_unit`: the array, the SFU,
+    the tile buffer, and the memory interface with the control logic)."""
     dev = device or arch.dev()
     w, a, acc = arch.bits.weights, arch.bits.activations, arch.bits.accumulator
     fp = w == "fp32"
@@ -100,33 +105,36 @@ def estimate(arch: Accelerator, device: Device | None = None) -> Resources:
     abits = 32 if fp else a
     accbits = 32 if acc == "fp32" else acc
 
-    dsp = array_dsps(arch, dev.dsp_family)
     pe_lut, pe_ff = pe_fabric(wbits, abits, accbits, "ws" in arch.array.dataflows)
-    lut, ff = arch.pes * pe_lut, arch.pes * pe_ff
+    array = {"dsp": array_dsps(arch, dev.dsp_family), "lut": arch.pes * pe_lut,
+             "ff": arch.pes * pe_ff}
 
     sfu_elems = arch.sfu.elems_per_cycle
     sfu_scale = (32 if arch.sfu.bits == "fp32" else arch.sfu.bits) / 16
-    dsp += sfu_elems * SFU_DSP_PER_ELEM["fp32" if arch.sfu.bits == "fp32" else "fixed"]
-    lut += sfu_elems * SFU_LUT_PER_ELEM * sfu_scale
-    ff += sfu_elems * SFU_FF_PER_ELEM * sfu_scale
+    sfu = {"dsp": sfu_elems * SFU_DSP_PER_ELEM["fp32" if arch.sfu.bits == "fp32" else "fixed"],
+           "lut": sfu_elems * SFU_LUT_PER_ELEM * sfu_scale,
+           "ff": sfu_elems * SFU_FF_PER_ELEM * sfu_scale}
 
-    bram18 = arch.memory.ports * AXI_BRAM18
-    lut += arch.memory.ports * AXI_LUT + CONTROL_LUT
-    ff += arch.memory.ports * AXI_FF + CONTROL_FF
+    memory = {"bram18": arch.memory.ports * AXI_BRAM18,
+              "lut": arch.memory.ports * AXI_LUT + CONTROL_LUT,
+              "ff": arch.memory.ports * AXI_FF + CONTROL_FF}
 
     avail = dev.available()
     kind = arch.buffer.memory
     if kind == "auto":
         kind = "uram" if avail["uram"] and buffer_blocks(arch, "uram") <= avail["uram"] \
             else "bram"
-    uram = 0
-    if kind == "uram":
-        uram = buffer_blocks(arch, "uram")
-    else:
-        bram18 += buffer_blocks(arch, "bram")
+    buffer = {"uram": buffer_blocks(arch, "uram")} if kind == "uram" else \
+        {"bram18": buffer_blocks(arch, "bram")}
 
-    used = {"dsp": dsp, "bram36": math.ceil(bram18 / 2), "uram": uram, "lut": lut, "ff": ff}
-    return Resources(used=used, available=avail, buffer_memory=kind)
+    parts = {"array": array, "sfu": sfu, "buffer": buffer, "memory": memory}
+    total = {k: sum(p.get(k, 0) for p in parts.values()) for k in ("dsp", "bram18", "uram",
+                                                                    "lut", "ff")}
+    used = {"dsp": total["dsp"], "bram36": math.ceil(total["bram18"] / 2),
+            "uram": total["uram"], "lut": total["lut"], "ff": total["ff"]}
+    by_unit = {u: {k: p.get(k, 0) for k in ("dsp", "bram18", "uram", "lut", "ff")}
+               for u, p in parts.items()}
+    return Resources(used=used, available=avail, buffer_memory=kind, by_unit=by_unit)
 
 
 def calibrated(res: Resources, arch: Accelerator) -> Resources | None:
