@@ -409,6 +409,12 @@ def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False,
     # Tokens generated per run (images for an image model: no sequence length).
     tokens = run_params.get("batch", 1) * run_params.get("gen_len",
                                                          run_params.get("seq_len", 1))
+    from dlmsim import power
+
+    pw = power.estimate(arch, device, res, df, float(df["run_cycles"].sum()), mapper.bw,
+                        int(tokens), {"once": 1, "forward": trace.forward_passes,
+                                      "step": trace.steps})
+    df["energy_j"] = pw.op_energy_j
     cal = arch.calibration
     return SimResult(
         arch=arch.name, workload=trace.model, run=run_params, clock_mhz=arch.clock_mhz,
@@ -418,7 +424,7 @@ def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False,
         calibrated_resources=calibrated(res, arch),
         cycle_factor=cal.cycles if cal is not None else None,
         calibrated_clock_mhz=cal.clock_mhz if cal is not None else None, timeline=events,
-        memory_trace=_memory_trace(mapper, trace) if memory_trace else [],
+        memory_trace=_memory_trace(mapper, trace) if memory_trace else [], power=pw,
     )
 
 

@@ -238,17 +238,23 @@ def sweep(df: pd.DataFrame, path, y: str = "latency_run_s", params: Sequence[str
 
 
 def breakdown(ops_df: pd.DataFrame, path, title: str | None = None,
-              clock_mhz: float | None = None, top: int = 18) -> Path:
-    """Where a sampling run's time goes: a bar stacked by op kind (segments per function)
-    and the `top` ops by run time, coloured by kind, labelled with what bounds them."""
+              clock_mhz: float | None = None, top: int = 18, energy: bool = False) -> Path:
+    """Where a sampling run's time (or, with `energy`, its energy: the `energy_j` column)
+    goes: a bar stacked by op kind (segments per function) and the `top` ops, coloured by
+    kind, labelled with what bounds them."""
     path = check_figure_path(path)
-    need = {"name", "kind", "fn", "run_cycles"}
+    col = "energy_j" if energy else "run_cycles"
+    need = {"name", "kind", "fn", col}
     if not need <= set(ops_df.columns):
         raise InputError(f"ops table lacks {', '.join(sorted(need - set(ops_df.columns)))}")
     df = ops_df.copy()
-    total = df["run_cycles"].sum()
-    scale, unit = (1.0 / (clock_mhz * 1e6), "s") if clock_mhz else (1.0, "cycles")
-    df["t"] = df["run_cycles"] * scale
+    total = df[col].sum()
+    if energy:
+        scale, what = 1.0, "energy per sampling run (J)"
+    else:
+        scale, unit = (1.0 / (clock_mhz * 1e6), "s") if clock_mhz else (1.0, "cycles")
+        what = f"time per sampling run ({unit})"
+    df["t"] = df[col] * scale
     with plt.rc_context(STYLE):
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(8.6, 4.8),
                                      gridspec_kw={"width_ratios": [1, 2.6]})
@@ -273,7 +279,7 @@ def breakdown(ops_df: pd.DataFrame, path, title: str | None = None,
             a1.bar(0, 0, color=base_c, label=f"{k} ({100 * share:.0f}%)")
         a1.set_xlim(-0.6, 0.6)
         a1.set_xticks([])
-        a1.set_ylabel(f"time per sampling run ({unit})")
+        a1.set_ylabel(what)
         a1.set_title("by op kind")
         a1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.02), fontsize=8)
         # (b) top ops
@@ -282,11 +288,11 @@ def breakdown(ops_df: pd.DataFrame, path, title: str | None = None,
         a2.barh(range(len(topd)), topd["t"], color=colors)
         a2.set_yticks(range(len(topd)), topd["name"], fontsize=8)
         for i, r in enumerate(topd.itertuples()):
-            lab = f" {100 * r.run_cycles / total:.1f}%"
+            lab = f" {100 * getattr(r, col) / total:.1f}%" if total else " -"
             if "bound" in df.columns:
                 lab += f" {r.bound}"
             a2.text(r.t, i, lab, va="center", fontsize=7.5)
-        a2.set_xlabel(f"time per sampling run ({unit})")
+        a2.set_xlabel(what)
         a2.set_xlim(0, topd["t"].max() * 1.3 if len(topd) else 1)
         a2.set_title(f"top {len(topd)} ops (share of run, bound)")
         if title:

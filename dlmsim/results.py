@@ -12,6 +12,8 @@ from dlmsim.resources import Footprint, Resources
 if TYPE_CHECKING:  # pandas is imported only when a frame is built (faster CLI start-up)
     import pandas as pd
 
+    from dlmsim.power import Power
+
 
 @dataclass(frozen=True)
 class PhaseCost:
@@ -65,6 +67,7 @@ class SimResult:
     calibrated_clock_mhz: float | None = None  # calibration: the clock synthesis estimated
     timeline: list[tuple[str, str, int, float, float]] = field(default_factory=list)
     memory_trace: list[tuple] = field(default_factory=list)  # dlmsim.memtrace rows
+    power: Power | None = None  # energy and power of the run (dlmsim.power)
 
     def __post_init__(self):
         """A result is finite and non-negative, and a run takes time; anything else comes
@@ -152,6 +155,8 @@ class SimResult:
             **{f"{k}_used": v for k, v in res.used.items()},
             **{f"{k}_frac": v for k, v in res.fraction.items()},
         }
+        if self.power is not None:
+            out.update(self.power.summary())
         if self.dram is not None:
             out.update({"dram_memory": self.dram.memory,
                         "dram_footprint_bytes": self.dram.total_bytes,

@@ -98,6 +98,9 @@ def test_plot_command(sim, sweep_dir, tmp_path):
         _is_figure(out)
     r = runner.invoke(app, ["plot", "pareto", str(sweep_dir)])
     assert r.exit_code == 0 and (sweep_dir / "pareto.png").is_file()
+    r = runner.invoke(app, ["plot", "breakdown", str(sim_dir), "--energy"])
+    assert r.exit_code == 0, r.output
+    _is_figure(sim_dir / "breakdown-energy.png")
 
 
 def test_bad_results_are_one_line(sim, tmp_path, sweep_dir):
@@ -124,6 +127,11 @@ def test_bad_results_are_one_line(sim, tmp_path, sweep_dir):
          "column 'reason' holds no numbers to plot; numeric columns: "),
         (["breakdown", str(sim_dir("ok")), "-o", str(tmp_path / "ok" / "ops.csv" / "b.png")],
          "ops.csv is a file, not a directory"),
+        (["timeline", str(sim_dir("t")), "--energy"], "--energy applies to plot breakdown only"),
+        (["breakdown", str(sim_dir("old", ops=sim.ops.drop(columns="energy_j").to_csv(
+            index=False))), "--energy"], "ops.csv has no energy_j column"),
+        (["breakdown", str(sim_dir("neg", ops=sim.ops.assign(energy_j=-1.0).to_csv(
+            index=False))), "--energy"], "column energy_j must hold non-negative numbers"),
     ]
     for args, message in cases:
         r = CliRunner().invoke(app, ["plot", *args])

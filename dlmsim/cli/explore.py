@@ -35,6 +35,8 @@ def unit_of(col: str) -> str:
     m = col.rpartition("/")[2]
     if m == "tokens_per_s":
         return "tokens/s"
+    if m == "tokens_per_j":
+        return "tokens/J"
     if m.endswith("_used") and m[:-5] in _SHORT:
         return _SHORT[m[:-5]]
     if m.endswith("_frac") or m.startswith("util_") or m == "accuracy_top1":
@@ -42,7 +44,8 @@ def unit_of(col: str) -> str:
     if m in _PARAM_UNITS or ALIASES.get(m) in _PARAM_UNITS:
         return _PARAM_UNITS.get(m) or _PARAM_UNITS[ALIASES[m]]
     for suf, u in (("_sqnr_db", "dB"), ("_kl", "nats"), ("_cosine", ""), ("_s", "s"),
-                   ("_cycles", "cycles"), ("_bytes_per_run", "B"), ("_mhz", "MHz")):
+                   ("_cycles", "cycles"), ("_bytes_per_run", "B"), ("_mhz", "MHz"),
+                   ("_w", "W"), ("_j", "J")):
         if m.endswith(suf):
             return u
     return ""

@@ -49,7 +49,7 @@ def _sim_dir(results: Path, need: str) -> Path:
 
 # Columns of ops.csv the figures compute with: numbers, never negative.
 _OPS_NUMBERS = ("count", "cycles", "span_cycles", "run_cycles", "macs", "dram_read_bytes",
-                "dram_write_bytes")
+                "dram_write_bytes", "energy_j")
 
 
 def _ops(results: Path):
@@ -111,14 +111,18 @@ def plot(
     color: str | None = typer.Option(None, "--color", help="pareto: colour points by this "
                                      "column (default: bits, else dataflow)."),
     title: str | None = typer.Option(None, "--title", help="Figure title."),
+    energy: bool = typer.Option(False, "--energy", help="breakdown: energy per run (J) "
+                                "instead of time."),
 ):
     """Draw a figure: Pareto front, sweep panels, per-op breakdown, timeline or roofline."""
     from dlmsim import plots as P
 
     if not results.exists():
         raise InputError(f"results not found: {results}")
+    if energy and kind != Kind.breakdown:
+        raise InputError("--energy applies to plot breakdown only")
     base = results if results.is_dir() else results.parent
-    out = output or base / f"{kind.value}.png"
+    out = output or base / (f"{kind.value}{'-energy' if energy else ''}.png")
     if kind in (Kind.pareto, Kind.sweep):
         from dlmsim.explore.sweep import read_table
 
@@ -149,7 +153,11 @@ def plot(
     elif kind == Kind.breakdown:
         ops = _ops(results)
         s = _summary(results)
-        path = P.breakdown(ops, out, title=title or _sim_title(s), clock_mhz=s.get("clock_mhz"))
+        if energy and "energy_j" not in ops:
+            raise InputError(f"{results}: ops.csv has no energy_j column (written by an older "
+                             "dlmsim; run `dlmsim simulate -o DIR` again)")
+        path = P.breakdown(ops, out, title=title or _sim_title(s, "energy" if energy else ""),
+                           clock_mhz=s.get("clock_mhz"), energy=energy)
     elif kind == Kind.timeline:
         ev = _numeric_csv(_sim_dir(results, "timeline.csv"), ("start_cycle", "end_cycle"))
         s = _summary(results)

@@ -52,16 +52,17 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 # Per-workload metrics (from SimResult.summary()); geometric mean over workloads unprefixed.
 WORKLOAD_METRICS = ("latency_run_s", "latency_forward_s", "latency_step_s", "tokens_per_s",
                     "total_cycles", "util_array", "util_sfu", "util_memory_bw",
-                    "dram_bytes_per_run")
+                    "dram_bytes_per_run", "power_w", "power_peak_w", "energy_run_j",
+                    "energy_forward_j", "energy_per_token_j", "tokens_per_j")
 RESOURCES = ("dsp", "bram36", "uram", "lut", "ff")
 RESOURCE_METRICS = tuple(f"{k}_used" for k in RESOURCES) + tuple(f"{k}_frac" for k in RESOURCES)
 # Accuracy proxy (dlmsim.quant.accuracy_proxy) keys usable as accuracy_<key>.
 ACCURACY_KEYS = ("top1", "kl", "output_sqnr_db", "block_sqnr_db", "output_cosine",
                  "block_cosine")
 ACCURACY_METRICS = tuple(f"accuracy_{k}" for k in ACCURACY_KEYS)
-MAXIMIZE = {"tokens_per_s", "util_array", "util_sfu", "util_memory_bw", "accuracy_top1",
-            "accuracy_output_sqnr_db", "accuracy_block_sqnr_db", "accuracy_output_cosine",
-            "accuracy_block_cosine"}
+MAXIMIZE = {"tokens_per_s", "tokens_per_j", "util_array", "util_sfu", "util_memory_bw",
+            "accuracy_top1", "accuracy_output_sqnr_db", "accuracy_block_sqnr_db",
+            "accuracy_output_cosine", "accuracy_block_cosine"}
 
 
 def accuracy_available() -> bool:
@@ -572,6 +573,9 @@ def metric_label(name: str) -> str:
         "total_cycles": "cycles per run (cycles)", "dram_bytes_per_run": "DRAM traffic (B/run)",
         "util_array": "array utilisation (fraction)", "util_sfu": "SFU utilisation (fraction)",
         "util_memory_bw": "memory-bandwidth utilisation (fraction)",
+        "power_w": "average power (W)", "power_peak_w": "peak power (W)",
+        "energy_run_j": "energy per run (J)", "energy_forward_j": "energy per forward (J)",
+        "energy_per_token_j": "energy per token (J)", "tokens_per_j": "tokens per joule",
         "accuracy_top1": "top-1 agreement (fraction)", "accuracy_kl": "KL divergence (nats)",
         "accuracy_output_sqnr_db": "output SQNR (dB)", "accuracy_block_sqnr_db":
         "block SQNR (dB)", "accuracy_output_cosine": "output cosine (1)",
