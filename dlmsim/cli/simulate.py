@@ -17,6 +17,10 @@ class SimFmt(str, Enum):
     json = "json"
 
 
+GpuPrecision = Enum("GpuPrecision", {p: p for p in ("fp32", "tf32", "bf16", "fp16", "fp8",
+                                                    "int8")}, type=str)
+
+
 def _secs(s: float) -> str:
     return fmt_seconds(s, digits=5)
 
@@ -44,14 +48,38 @@ def simulate(
                                        "timeline.csv, arch.yaml."),
     top: int = typer.Option(15, min=0, help="Per-op rows to show (largest run time first); "
                             "0 = all."),
+    baseline: str | None = typer.Option(
+        None, "--baseline", metavar="GPU", help="GPU roofline estimate of the same run "
+        "beside the design (a100, h100, rtx4090, jetson-orin): an estimate, not a measurement."),
+    gpu_efficiency: float | None = typer.Option(
+        None, "--gpu-efficiency", help="Fraction of the GPU roofline achieved (default 0.5).",
+        show_default=False),
+    gpu_measured_s: float | None = typer.Option(
+        None, "--gpu-measured-s", help="A measured GPU run time (s): sets the efficiency to "
+        "roofline / measured."),
+    gpu_precision: GpuPrecision | None = typer.Option(
+        None, "--gpu-precision", help="GPU precision (default: the model's, else bf16)."),
 ):
     """Simulate a full sampling run of WORKLOAD on ARCH."""
     import dlmsim
     from dlmsim.config import check_writable, parse_sets, write_atomic
+    from dlmsim.errors import InputError
 
     acc = dlmsim.load_arch(arch, **parse_sets(sets))
     trace = dlmsim.load_workload(workload, **workload_overrides(
         wsets, "--workload-set", batch=batch, seq_len=seq_len, steps=steps, cache=cache))
+    gpu_opts = {"--gpu-efficiency": gpu_efficiency, "--gpu-measured-s": gpu_measured_s,
+                "--gpu-precision": gpu_precision}
+    base = None
+    if baseline is not None:
+        from dlmsim import gpu
+
+        base = gpu.estimate(trace, gpu.load_gpu(baseline),
+                            gpu_precision.value if gpu_precision else None, gpu_efficiency,
+                            gpu_measured_s)
+    elif any(v is not None for v in gpu_opts.values()):
+        given = next(k for k, v in gpu_opts.items() if v is not None)
+        raise InputError(f"{given} needs --baseline GPU")
     # Outputs are checked before the simulation, which a bad path would otherwise waste.
     if output is not None:
         check_writable(output, is_dir=True)
@@ -71,10 +99,13 @@ def simulate(
         mt = pd.DataFrame(res.memory_trace, columns=list(COLUMNS))
         write_atomic(trace_memory, mt.to_csv(index=False))
         err.print(f"wrote {len(mt)} DMA transfers to {trace_memory}", highlight=False)
+    summary = res.summary()
+    if base is not None:
+        summary.update(base.summary(res.seconds, res.power.tokens_per_j))
     if output is not None:
         import pandas as pd
 
-        write_atomic(output / "summary.json", res.to_json())
+        write_atomic(output / "summary.json", json.dumps(summary, indent=1, default=float))
         write_atomic(output / "ops.csv", res.ops.to_csv(index=False))
         tl = pd.DataFrame(res.timeline, columns=["unit", "op", "chunk", "start_cycle",
                                                  "end_cycle"])
@@ -91,9 +122,12 @@ def simulate(
                        clock_mhz=acc.clock_mhz)
         err.print(f"wrote {timeline}", highlight=False)
     if fmt == SimFmt.json:
-        out.print_json(json.dumps(res.summary(), default=float))
+        out.print_json(json.dumps(summary, default=float))
         return
     _print_tables(res, acc, top)
+    _print_power(res, acc)
+    if base is not None:
+        _print_baseline(res, base)
 
 
 def _arch_yaml(acc) -> str:
@@ -209,3 +243,70 @@ def _print_memories(res, acc) -> None:
                   f"{mem.reserved_gib:g} GiB", gib(mem.usable_bytes), f"{mem.peak_gbps:g} GB/s",
                   *figures)
     out.print(t)
+
+
+def _per_token_unit(res) -> str:
+    return "image" if "image_size" in res.run else "token"  # a U-Net makes images
+
+
+def _print_power(res, acc) -> None:
+    """Power, energy per forward / step / run, tokens per joule, and the energy breakdown."""
+    p = res.power
+    dev = acc.dev()
+    tok = _per_token_unit(res)
+    t = Table(title=f"power and energy (dlmsim.power; {dev.name}'s static power "
+              f"{'from a report' if dev.power.confirmed else 'a scaled, unconfirmed figure'})",
+              header_style="bold")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_row("average power", f"{p.average_w:.3g} W")
+    t.add_row("  of which static (PL static + platform)",
+              f"{dev.power.static_w + dev.power.platform_w:.3g} W")
+    t.add_row("peak power (every unit busy, channel saturated)", f"{p.peak_w:.3g} W")
+    t.add_row("energy per forward pass", f"{p.by_phase['forward']:.4g} J")
+    t.add_row("energy per sampling step (mean)", f"{p.by_phase['step']:.4g} J")
+    t.add_row("energy per sampling run", f"{p.energy_j:.4g} J")
+    t.add_row(f"energy per {tok}", f"{p.energy_j / max(p.tokens_per_run, 1) * 1e3:.4g} mJ")
+    t.add_row(f"{tok}s per joule", f"{p.tokens_per_j:.4g} {tok}s/J")
+    out.print(t)
+    b = Table(title="energy per sampling run by unit and by op kind", header_style="bold")
+    for col in ("unit", "energy", "share", "op kind", "energy ", "share "):
+        b.add_column(col, justify="left" if col in ("unit", "op kind") else "right")
+    units = sorted(p.by_unit.items(), key=lambda kv: -kv[1])
+    kinds = sorted(p.by_kind.items(), key=lambda kv: -kv[1])
+    total = p.energy_j or 1.0
+    for i in range(max(len(units), len(kinds))):
+        u = [units[i][0], f"{units[i][1]:.4g} J", f"{units[i][1] / total:.1%}"] \
+            if i < len(units) else ["", "", ""]
+        k = [kinds[i][0], f"{kinds[i][1]:.4g} J", f"{kinds[i][1] / total:.1%}"] \
+            if i < len(kinds) else ["", "", ""]
+        b.add_row(*u, *k)
+    out.print(b)
+    out.print("static and clock energy are charged to op kinds by their share of run time; "
+              "off-chip energy per bit by memory technology (coefficients and sources: "
+              "dlmsim.power.COEFFICIENTS).", highlight=False)
+
+
+def _print_baseline(res, base) -> None:
+    tok = _per_token_unit(res)
+    g = base.gpu
+    how = (f"efficiency {base.efficiency:.3g} from the measured {base.seconds:.4g} s"
+           if base.measured else f"at {base.efficiency:.3g} of its roofline")
+    t = Table(title=f"GPU baseline: {g.board}, {base.precision}, {how} -- a roofline "
+              "estimate from the datasheet, not a measurement", header_style="bold")
+    for col in ("", "latency per run", "power", "energy per run", f"{tok}s/J"):
+        t.add_column(col, justify="left" if not col else "right")
+    p = res.power
+    t.add_row(f"{res.arch} (simulated)", _secs(res.seconds), f"{p.average_w:.3g} W",
+              f"{p.energy_j:.4g} J", f"{p.tokens_per_j:.4g}")
+    t.add_row(f"{g.name} (estimate; power at TDP)", _secs(base.seconds), f"{base.power_w:.3g} W",
+              f"{base.energy_j:.4g} J", f"{base.tokens_per_j:.4g}")
+    out.print(t)
+    speed = base.seconds / res.seconds
+    eff = p.tokens_per_j / base.tokens_per_j
+    out.print(f"speed: the design takes {1 / speed:.3g}x the {g.name}'s time "
+              f"({'faster' if speed > 1 else 'slower'}: {max(speed, 1 / speed):.3g}x); "
+              f"energy efficiency: {eff:.3g}x the {g.name}'s {tok}s per joule. The GPU "
+              f"figure is max(FLOPs / peak, bytes / bandwidth) per op over its datasheet "
+              f"({base.roofline_s:.4g} s at roofline), energy at its {g.tdp_w:g} W TDP "
+              "(an upper bound); dlmsim.gpu states the model.", highlight=False)
