@@ -96,8 +96,9 @@ class _Shell(Strict):
 class DevicePower(Strict):
     """What the device draws whatever the design does (dlmsim.power adds the design's part)."""
 
-    static_w: float = Field(ge=0)  # the PL's static (leakage) power
-    platform_w: float = Field(ge=0)  # what runs beside the PL: a Zynq's PS, 0 on Alveo
+    static_w: float = Field(ge=0, allow_inf_nan=False)  # the PL's static (leakage) power
+    # What runs beside the PL: a Zynq's PS; 0 on Alveo cards (the card is not counted).
+    platform_w: float = Field(ge=0, allow_inf_nan=False)
     source: str = Field(min_length=1)
     confirmed: bool = True  # False: a typical or scaled figure, not from this part's report
     note: str = ""

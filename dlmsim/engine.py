@@ -373,6 +373,7 @@ def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False,
     also simulates every segment whole (each block, not one scaled) and keeps its DMA
     transfers with byte addresses (dlmsim.memtrace).
     """
+    from dlmsim import power
     from dlmsim.arch import check_buffer
     from dlmsim.errors import InputError
     from dlmsim.resources import calibrated, check_dram, estimate
@@ -406,21 +407,17 @@ def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False,
                  for rows, per_run in segments for r in rows], mapper.bw)
 
     run_params = dict(trace.run)
-    # Tokens generated per run (images for an image model: no sequence length).
-    tokens = run_params.get("batch", 1) * run_params.get("gen_len",
-                                                         run_params.get("seq_len", 1))
-    from dlmsim import power
-
+    tokens = trace.tokens_per_run
     pw = power.estimate(arch, device, res, df, float(df["run_cycles"].sum()), mapper.bw,
-                        int(tokens), {"once": 1, "forward": trace.forward_passes,
-                                      "step": trace.steps})
-    df["energy_j"] = pw.op_energy_j
+                        tokens, {"once": 1, "forward": trace.forward_passes,
+                                 "step": trace.steps})
+    df["energy_j"] = pw.op_energy_j  # per run
     cal = arch.calibration
     return SimResult(
         arch=arch.name, workload=trace.model, run=run_params, clock_mhz=arch.clock_mhz,
         pes=arch.pes, bandwidth_bytes_per_cycle=mapper.bw, once=costs["once"],
         forward=costs["forward"], step=costs["step"], forward_passes=trace.forward_passes,
-        steps=trace.steps, tokens_per_run=int(tokens), ops=df, resources=res, dram=footprint,
+        steps=trace.steps, tokens_per_run=tokens, ops=df, resources=res, dram=footprint,
         calibrated_resources=calibrated(res, arch),
         cycle_factor=cal.cycles if cal is not None else None,
         calibrated_clock_mhz=cal.clock_mhz if cal is not None else None, timeline=events,

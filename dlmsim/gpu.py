@@ -21,9 +21,9 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, PositiveFloat
+from pydantic import Field, FiniteFloat
 
 from dlmsim.config import Strict, Version, bundled_dir, bundled_names, read_yaml, validate
 from dlmsim.errors import InputError
@@ -35,19 +35,22 @@ PRECISION_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8":
 DEFAULT_EFFICIENCY = 0.5
 
 
+Positive = Annotated[FiniteFloat, Field(gt=0)]
+
+
 class GpuMemory(Strict):
     kind: str
-    bandwidth_gbps: PositiveFloat
-    capacity_gib: PositiveFloat
+    bandwidth_gbps: Positive
+    capacity_gib: Positive
 
 
 class Gpu(Strict):
     version: Version
     name: str
     board: str
-    peak_tflops: dict[Precision, PositiveFloat] = Field(min_length=1)  # dense, per precision
+    peak_tflops: dict[Precision, Positive] = Field(min_length=1)  # dense, per precision
     memory: GpuMemory
-    tdp_w: PositiveFloat
+    tdp_w: Positive
     source: str = Field(min_length=1)
 
 
@@ -156,6 +159,8 @@ def estimate(trace, gpu: Gpu, precision: str | None = None, efficiency: float | 
         eff = DEFAULT_EFFICIENCY if efficiency is None else efficiency
         if not 0 < eff <= 1:
             raise InputError(f"--gpu-efficiency {eff:g} must be in (0, 1]")
-    tokens = trace.run_param("batch", 1) * trace.run_param("gen_len",
-                                                           trace.run_param("seq_len", 1))
-    return GpuEstimate(gpu, p, roof, eff, int(tokens), measured_s is not None)
+    est = GpuEstimate(gpu, p, roof, eff, trace.tokens_per_run, measured_s is not None)
+    if not (roof > 0 and math.isfinite(est.energy_j) and est.tokens_per_j > 0):
+        raise InputError(f"the {gpu.name} estimate at efficiency {eff:g} is beyond what "
+                         f"floats hold (run time {est.seconds:g} s)")
+    return est

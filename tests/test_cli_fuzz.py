@@ -549,6 +549,12 @@ def test_workload_set_and_run_flags(tmp_path):
             problems.append(run_case(f"{flag} {v!r}", [
                 "simulate", "-a", "int8-zcu102", "-w", "mdlm-tiny", *SMALL, flag, v],
                 None, usage_ok=True))
+    for flag in ("--gpu-efficiency", "--gpu-measured-s", "--gpu-precision", "--baseline"):
+        for v in FLAG_VALUES + ["a100", "bf16"]:
+            base = [] if flag == "--baseline" else ["--baseline", "a100"]
+            problems.append(run_case(f"{flag} {v!r}", [
+                "simulate", "-a", "int8-zcu102", "-w", "mdlm-tiny", *SMALL, "-f", "json",
+                *base, flag, v], sane_json, usage_ok=True))
     blocker = tmp_path / "file"
     blocker.write_text("x")
     for flag, v in (("-o", str(blocker)), ("-o", "/proc/fuzz"), ("--timeline", "/proc/t.png"),

@@ -106,3 +106,9 @@ def test_simulate_baseline_bad_input_is_one_line(args, msg):
     r = CliRunner().invoke(app, ["simulate", "-a", "sda-zcu102", *TINY, *args])
     assert r.exit_code == 1
     assert r.output.strip().startswith(msg) and len(r.output.strip().splitlines()) == 1
+
+
+def test_an_efficiency_near_zero_is_refused():
+    tr = dlmsim.load_workload("mdlm-tiny", batch=1, seq_len=32, steps=4)
+    with pytest.raises(InputError, match="beyond what floats hold"):
+        gpu.estimate(tr, A100, efficiency=1e-310)

@@ -237,6 +237,13 @@ class Trace:
         return self.schedule.steps
 
     @property
+    def tokens_per_run(self) -> int:
+        """Tokens one sampling run generates: batch x gen_len (or seq_len); images for an
+        image model, which has neither."""
+        return int(self.run_param("batch", 1)
+                   * self.run_param("gen_len", self.run_param("seq_len", 1)))
+
+    @property
     def n_blocks(self) -> int:
         blocks = {op.block for op in self.ops if op.block is not None}
         return len(blocks)
