@@ -5,6 +5,8 @@ Factors (each a ratio reported / predicted, over every pair of one design, combi
 geometric mean so that x2 and x0.5 cancel):
 - cycles: HLS top-function latency (worst case, else average, else best) / the manifest's
   predicted cycles (the simulator's cycles for exactly the lowered ops, see dlmsim.lower);
+  not for programs whose kernel runs one op per call (today's lowering: its report's latency
+  is one call's, with run-time trip counts): their cycles factor stays 1, with a warning;
 - dsp, bram36, uram, lut, ff: reported / predicted resources (BRAM18 / 2 -> bram36); a
   resource predicted 0 or not reported keeps factor 1 (nothing to scale), with a warning;
 - clock_mhz: the lowest clock the reports' estimated periods allow (the design must close
@@ -54,6 +56,10 @@ class Pair:
         r = self.report
         lat = next((x for x in (r.latency_worst_cycles, r.latency_average_cycles,
                                 r.latency_best_cycles) if x is not None), None)
+        if self.manifest["program"].get("per_op_calls"):
+            # The kernel runs one op per call, its loops with run-time trip counts: a
+            # report's latency is one call's (or undefined), not the block's.
+            lat = None
         out = {"cycles": lat, "clock_mhz": r.estimated_mhz or r.target_mhz}
         for k, key in RESOURCE_KEYS.items():
             v = r.resources.get(key)
@@ -164,7 +170,11 @@ def fit(pairs: list[Pair]) -> Fit:
             logs.append(math.log(rep / pred))
         if not logs:
             if k == "cycles":
-                warnings.append("cycles: no report gives a latency; factor left at 1")
+                why = ("the lowered kernel runs one op per call, so a report's latency is not "
+                       "the block's (calibrate cycles from C/RTL co-simulation of every call)"
+                       if any(p.manifest["program"].get("per_op_calls") for p in pairs)
+                       else "no report gives a latency")
+                warnings.append(f"cycles: {why}; factor left at 1")
             factors[k] = 1.0
             continue
         factors[k] = _clamp(k, math.exp(sum(logs) / len(logs)), warnings)

@@ -76,6 +76,17 @@ def test_bounds_clamp_with_a_warning_naming_it():
     assert any("uram: predicted 0" in w for w in f.warnings)
 
 
+def test_a_kernel_called_per_op_calibrates_resources_not_cycles():
+    """dlmsim lower's kernel runs one op per call: a report's latency is one call's, not the
+    block's, so the cycles factor stays 1 (with the reason) while resources still fit."""
+    m = _manifest()
+    m["program"]["per_op_calls"] = True
+    f = fit([_pair(m, _report(50, res={"DSP": 20}))])
+    assert f.factors["cycles"] == 1.0
+    assert any("one op per call" in w for w in f.warnings)
+    assert f.factors["dsp"] != 1.0
+
+
 def test_error_table_before_and_after():
     pairs = [_pair(_manifest(), _report(1500))]
     f = fit(pairs)

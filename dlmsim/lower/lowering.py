@@ -112,6 +112,7 @@ def lower(arch: Accelerator, trace, out_dir: str | Path, *, scope: str = "block"
         "program": {
             "top": TOP, "kernels": "kernels.py", "driver": "run.py", "vectors": "vectors.npz",
             "design": "temporal: one kernel called once per op with its descriptor",
+            "per_op_calls": True,
             "array": {"rows": k.rows, "cols": k.cols, "pe_cols": k.pe_cols,
                       "macs_per_pe": k.pack, "instances": 1, "dataflow": "os"},
             "sfu": {"elements_per_cycle": lanes, "functions": list(k.fns)},
