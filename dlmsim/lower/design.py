@@ -93,10 +93,6 @@ def allo_device(device_name: str) -> str:
 
 def warnings_for(arch: Accelerator, ops: list[Op]) -> list[str]:
     out = []
-    if arch.array.fold_overlap != "none":
-        out.append(f"array.fold_overlap is {arch.array.fold_overlap}, but Allo's systolic "
-                   "template runs tiles one after another (fold_overlap none): expect the HLS "
-                   "report to show more array cycles than the prediction")
     if arch.pes > BIG_PES:
         out.append(f"the array has {arch.pes} MACs: Allo's schedule time grows with the PE "
                    "functions it unfolds; expect the vhls step to take minutes")

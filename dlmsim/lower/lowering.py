@@ -168,10 +168,13 @@ def lower(arch: Accelerator, trace, out_dir: str | Path, *, scope: str = "block"
     lines = {n: t.count("\n") for n, t in files.items()}
     lines["manifest.json"] = (out / "manifest.json").read_text().count("\n")
     warns = warnings_for(arch, ops)
-    if low is not arch:
+    if arch.array.policy != "os":
         warns.append(f"the arch's policy '{arch.array.policy}' may pick weight-stationary "
                      "GEMMs; the lowered array is output-stationary, and the prediction is "
                      "for policy os")
+    if arch.array.fold_overlap != "full":
+        warns.append(f"the arch's fold_overlap is '{arch.array.fold_overlap}'; the lowered "
+                     "PEs overlap folds (full), and the prediction is for fold_overlap full")
     return Lowered(out, manifest, lines, warns)
 
 

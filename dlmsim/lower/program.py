@@ -77,16 +77,18 @@ class Program:
 
 
 def lowered_arch(arch: Accelerator) -> Accelerator:
-    """The design as lowered: output-stationary only. The kernel's array is OS (SDA's
-    hybrid OS/WS PE is not generated yet), so a design whose policy may pick WS is lowered
-    and predicted with `policy: os`."""
-    if arch.array.policy == "os":
-        return arch
+    """The design as lowered: an output-stationary array (SDA's hybrid OS/WS PE is not
+    generated yet, so a design whose policy may pick WS is lowered and predicted with
+    `policy: os`) whose PEs run one tile after another without a gap (`fold_overlap:
+    full`: the next tile's operands follow the last ones into the PE)."""
     if "os" not in arch.array.dataflows:
         raise InputError(f"arch {arch.name}: the lowering generates an output-stationary "
                          "array; this design supports only "
                          f"{', '.join(arch.array.dataflows)}")
-    return arch.model_copy(update={"array": arch.array.model_copy(update={"policy": "os"})})
+    if arch.array.policy == "os" and arch.array.fold_overlap == "full":
+        return arch
+    array = arch.array.model_copy(update={"policy": "os", "fold_overlap": "full"})
+    return arch.model_copy(update={"array": array})
 
 
 def pack_of(arch: Accelerator) -> int:
