@@ -169,9 +169,13 @@ def lower(arch: Accelerator, trace, out_dir: str | Path, *, scope: str = "block"
     lines["manifest.json"] = (out / "manifest.json").read_text().count("\n")
     warns = warnings_for(arch, ops)
     if arch.array.policy != "os":
-        warns.append(f"the arch's policy '{arch.array.policy}' may pick weight-stationary "
-                     "GEMMs; the lowered array is output-stationary, and the prediction is "
-                     "for policy os")
+        from dlmsim.mapping import Mapper
+
+        ws = [p.op.name for p in Mapper(arch).plan(ops) if p.dataflow == "ws"]
+        if ws:
+            warns.append(f"the arch's policy '{arch.array.policy}' runs {', '.join(ws)} "
+                         "weight-stationary; the lowered array is output-stationary, and the "
+                         "prediction is for policy os")
     if arch.array.fold_overlap != "full":
         warns.append(f"the arch's fold_overlap is '{arch.array.fold_overlap}'; the lowered "
                      "PEs overlap folds (full), and the prediction is for fold_overlap full")
