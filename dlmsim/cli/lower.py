@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -119,6 +120,13 @@ def lower(
         out.print(f"  {name}: {n} lines", highlight=False)
     if not steps:
         return
+    est = p["llvm_bytes"]
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if "llvm" in steps and est > 0.8 * ram:
+        raise InputError(f"--run llvm would take about {est / 2**30:.1f} GiB (on the CPU every "
+                         f"FIFO of a kernel call is a whole buffer); this machine has "
+                         f"{ram / 2**30:.1f} GiB: lower a smaller instance (--seq-len, "
+                         "--workload-set model.*) or run vhls alone")
     failed = False
     with err.status(f"running {', '.join(steps)} with {allo_python} ..."):
         rows = run_driver(dest, allo_python, steps)

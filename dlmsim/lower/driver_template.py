@@ -59,6 +59,8 @@ def step_llvm():
 
     k = _kernels()
     vec = np.load(os.path.join(HERE, "vectors.npz"))
+    print(f"llvm check: about {PROGRAM['llvm_bytes'] / 2**30:.1f} GiB of memory (every FIFO "
+          "is a whole buffer on the CPU)")
     t0 = time.time()
     mod = allo.customize(k.accel).build()
     build_s = time.time() - t0

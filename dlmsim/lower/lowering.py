@@ -131,6 +131,7 @@ def lower(arch: Accelerator, trace, out_dir: str | Path, *, scope: str = "block"
                            "col0": p.col0, "kind": p.kind, "scale": float(prog.prm[p.scale_at])}
                        for n, p in prog.places.items()},
             "on_chip_bytes": _on_chip_bytes(k),
+            "llvm_bytes": llvm_bytes(k, prog.instrs),
         },
         "hls": {"part": dev.part, "device": dev.name, "allo_device": allo_device(dev.name),
                 "clock_mhz": arch.clock_mhz, "clock_period_ns": 1e3 / arch.clock_mhz},
@@ -180,6 +181,27 @@ def lower(arch: Accelerator, trace, out_dir: str | Path, *, scope: str = "block"
         warns.append(f"the arch's fold_overlap is '{arch.array.fold_overlap}'; the lowered "
                      "PEs overlap folds (full), and the prediction is for fold_overlap full")
     return Lowered(out, manifest, lines, warns)
+
+
+LLVM_BASE_BYTES = 400 * 2**20  # Allo, MLIR and the LLVM JIT in the driver's process
+
+
+def llvm_bytes(k, instrs: list[dict]) -> int:
+    """Memory the llvm check takes. On the CPU every FIFO of a call is a whole buffer of
+    the op's stream (A codes through every PE row, weight words through every PE column),
+    and Allo's CPU backend frees none of a call's buffers; run.py calls every op twice
+    (alone, then in the chain). Measured on the fp32 8 x 8 cases (L 32): 1.9-4.8 GB, within
+    15 % of this plus the base."""
+    ab = 4 if k.fp32 else 1
+    wb = 4 if k.fp32 else max(1, (k.pack * int(k.w_bits)) // 8)
+    total = 0
+    for d in instrs:
+        if d["op"] != 0:
+            continue
+        nrb = 1 if d["order"] == 0 else d["mtr"] // k.rows
+        tiles = d["Z"] * d["nout"] * d["nin"] * nrb * (d["pw"] // k.cols) * d["passes"]
+        total += tiles * d["K"] * (ab * k.rows * (k.pe_cols + 2) + wb * k.pe_cols * (k.rows + 2))
+    return LLVM_BASE_BYTES + 2 * total
 
 
 def _on_chip_bytes(k) -> dict[str, int]:
