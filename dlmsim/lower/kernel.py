@@ -721,7 +721,8 @@ def schedule_hls(s):
     the array unfolded, the five processes as one dataflow region with FIFO streams, the
     tile buffer banked for its access patterns. Every step must succeed: a failure is an
     error."""
-    s.compose(schedule_array())
+    # The partitions first: each one analyses the whole module, which the unfolded array
+    # makes rows x cols/PACK functions larger.
     cyc = Partition.Cyclic
     for fn, buf, dim, kind, factor in (
             ("fetch_a", "abuf", 1, cyc, R), ("fetch_a", "abuf", 2, cyc, WE),
@@ -733,6 +734,7 @@ def schedule_hls(s):
             s.partition(MockBuffer(fn, buf), dim=dim)
         elif factor > 1:
             s.partition(MockBuffer(fn, buf), partition_type=kind, dim=dim, factor=factor)
+    s.compose(schedule_array())
     for buf in ("a_s", "b_s", "y_s", "x0_s", "x1_s", "z_s"):
         s.to(getattr(s, buf), [0], axis=0, depth=FIFO)
     s.dataflow("accel")
