@@ -57,8 +57,8 @@ def main() -> int:
     from dlmsim.lower.check import check_lowered
 
     out = Path(a.output)
-    rows = ["| case | llvm | vhls | check | C++ lines | estimate / prediction (cycles) | "
-            "llvm s / MiB | vhls s / MiB |", "|---|---|---|---|---|---|---|---|"]
+    rows = [("| case | llvm | vhls | check | C++ lines | estimate / prediction (cycles) | "
+             "llvm s / MiB | vhls s / MiB |"), "|---|---|---|---|---|---|---|---|"]
     for arch_name in a.arch.split(","):
         for wl in a.workload.split(","):
             arch = dlmsim.load_arch(arch_name)
