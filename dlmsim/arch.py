@@ -16,9 +16,10 @@ import functools
 import math
 import os
 import re
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import BeforeValidator, Field, PositiveFloat, PositiveInt, model_validator
 
 from dlmsim.config import (
     Strict,
@@ -104,6 +105,25 @@ class DevicePower(Strict):
     note: str = ""
 
 
+class Slr(Strict):
+    """Resources of one super logic region (SLR) of a stacked-silicon device."""
+
+    dsp: int = Field(ge=0)
+    bram36: int = Field(ge=0)
+    uram: int = Field(ge=0)
+    lut: int = Field(ge=0)
+    ff: int = Field(ge=0)
+
+
+class SlrCrossing(Strict):
+    """What a stream pays to cross from one SLR to the next (per boundary crossed)."""
+
+    latency_cycles: int = Field(ge=0)  # registers at both sides of the super long lines
+    sll_per_boundary: PositiveInt  # super long lines (wires) between two adjacent SLRs
+    source: str
+    confirmed: bool = True
+
+
 class Device(Strict):
     version: Version
     name: str
@@ -121,6 +141,36 @@ class Device(Strict):
     shell: _Shell = _Shell()
     power: DevicePower
     confirmed: bool = True
+    # Stacked-silicon devices: the resources of each SLR (SLR0 first; they add up to the
+    # device's), the SLR the shell's reserve is taken from, and the cost of crossing.
+    slrs: tuple[Slr, ...] = Field((), strict=False)
+    shell_slr: int = Field(0, ge=0)
+    slr_crossing: SlrCrossing | None = None
+    slr_source: str = ""
+
+    @model_validator(mode="after")
+    def _slrs_add_up(self):
+        if not self.slrs:
+            return self
+        for k in ("dsp", "bram36", "uram", "lut", "ff"):
+            total = sum(getattr(r, k) for r in self.slrs)
+            if total != getattr(self, k):
+                raise ValueError(f"slrs: the SLRs' {k} add up to {total}, the device has "
+                                 f"{getattr(self, k)}")
+        if self.shell_slr >= len(self.slrs):
+            raise ValueError(f"shell_slr {self.shell_slr}: the device has {len(self.slrs)} SLRs")
+        if self.slr_crossing is None:
+            raise ValueError("slrs: a device with SLRs needs slr_crossing")
+        return self
+
+    def slr_available(self, i: int) -> dict[str, int]:
+        """Resources of SLR i left for the accelerator (the shell's reserve is in
+        `shell_slr`)."""
+        r = self.slrs[i]
+        out = {k: getattr(r, k) for k in ("dsp", "bram36", "uram", "lut", "ff")}
+        if i == self.shell_slr:
+            out = {k: v - getattr(self.shell, k) for k, v in out.items()}
+        return out
 
     def memory(self, name: str | None = None) -> tuple[str, DeviceMemory]:
         """(name, memory): the one named, or the default (first) one."""
@@ -181,8 +231,13 @@ def macs_per_dsp(w_bits: Bits, a_bits: Bits, family: str) -> float:
 
 
 def array_dsps(arch: Accelerator, family: str) -> int:
-    """DSP slices of the PE array: one per `macs_per_dsp` PEs."""
-    return math.ceil(arch.pes / macs_per_dsp(arch.bits.weights, arch.bits.activations, family))
+    """DSP slices of the PE arrays: one per `macs_per_dsp` PEs of each array."""
+    return sum(unit_dsps(u, arch, family) for u in arch.compute_units() if u.kind == "array")
+
+
+def unit_dsps(unit: Unit, arch: Accelerator, family: str) -> int:
+    """DSP slices of one array unit."""
+    return math.ceil(unit.pes / macs_per_dsp(unit.weights, arch.bits.activations, family))
 
 
 def bytes_of(bits: Bits) -> float:
@@ -311,6 +366,108 @@ class Calibration(Strict):
     source: str = ""
 
 
+# ------------------------------------------------------------------------- spatial designs
+def _patterns(v: Any) -> Any:
+    """`ops:` as a list of patterns or one string of them ("*.qkv *.attn_out", commas too)."""
+    if isinstance(v, str):
+        return tuple(p for p in re.split(r"[\s,]+", v) if p)
+    return v
+
+
+Patterns = Annotated[tuple[str, ...], BeforeValidator(_patterns), Field(strict=False)]
+
+
+class ArrayUnit(Strict):
+    """A named systolic array of a spatial design. A field left out takes the value of the
+    `array:` section (the template every array unit starts from); `weights` sets the unit's
+    own weight width (default `bits.weights`). `ops` lists the ops it runs (see
+    `Accelerator.compute_units`)."""
+
+    kind: Literal["array"]
+    rows: PositiveInt | None = None
+    cols: PositiveInt | None = None
+    dataflows: tuple[Dataflow, ...] | None = Field(None, strict=False)
+    policy: Literal["os", "ws", "auto"] | None = None
+    switch_cycles: int | None = Field(None, ge=0)
+    fold_overlap: Literal["none", "drain", "full"] | None = None
+    weights: Bits | None = None
+    ops: Patterns = ()
+
+
+class SfuUnit(Strict):
+    """A named SFU of a spatial design; a field left out takes the `sfu:` section's value.
+    `functions` are the SFU functions it implements (dlmsim.sfu.PROGRAMS; empty: all)."""
+
+    kind: Literal["sfu"]
+    lanes: PositiveInt | None = None
+    elems_per_lane: PositiveInt | None = None
+    pipeline_depth_cycles: int | None = Field(None, ge=0)
+    bits: Literal[8, 16, 24, 32, "fp32"] | None = None
+    partial_sums: PositiveInt | None = None
+    passes: dict[str, float] | None = None
+    functions: tuple[str, ...] = Field((), strict=False)
+    ops: Patterns = ()
+
+    @model_validator(mode="after")
+    def _known(self):
+        from dlmsim.sfu import PROGRAMS
+
+        for fn in self.functions:
+            if fn not in PROGRAMS:
+                raise ValueError(f"functions: unknown SFU function '{fn}'")
+        return self
+
+
+UnitSpec = Annotated[ArrayUnit | SfuUnit, Field(discriminator="kind")]
+
+
+class StreamSpec(Strict):
+    """A FIFO from one unit to another: row blocks of a tensor the producer unit computes
+    go straight to the consumer unit (no buffer, no DRAM). `depth_bytes` is what the FIFO
+    holds beyond the row block each end works on; `width_bits` its word (its memory's width,
+    and the wires it takes across an SLR boundary)."""
+
+    producer: str
+    consumer: str
+    depth_bytes: float = Field(ge=0)
+    width_bits: PortBits = 512
+
+    @model_validator(mode="after")
+    def _two_units(self):
+        if self.producer == self.consumer:
+            raise ValueError(f"a stream from '{self.producer}' to itself")
+        return self
+
+
+class RegionSpec(Strict):
+    """A dataflow region: units placed together, on one SLR of a multi-SLR device (`slr`,
+    or the first that fits when left out)."""
+
+    units: tuple[str, ...] = Field(min_length=1, strict=False)
+    slr: int | None = Field(None, ge=0)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One compute unit of a design, its spec resolved (what the mapping and engine use)."""
+
+    name: str
+    kind: str  # "array" or "sfu"
+    array: ArraySpec | None  # the array's spec (kind "array")
+    sfu: SfuSpec | None  # the SFU's spec (kind "sfu")
+    weights: Bits | None  # an array's weight width
+    ops: tuple[str, ...]  # op name patterns, "fn:NAME" for an op function; () = auto
+    functions: tuple[str, ...]  # SFU functions it implements; () = all
+    region: str
+
+    @property
+    def pes(self) -> int:
+        return self.array.rows * self.array.cols if self.array else 0
+
+
+TEMPORAL_REGION = "design"  # the one region of a design that declares none
+
+
 class Accelerator(Strict):
     version: Version
     name: str
@@ -322,13 +479,84 @@ class Accelerator(Strict):
     sfu: SfuSpec = SfuSpec()
     buffer: BufferSpec
     memory: MemorySpec = MemorySpec()
+    # Spatial designs (absent: the temporal design, one `array` and one `sfu`).
+    units: dict[str, UnitSpec] = Field(default_factory=dict)
+    streams: dict[str, StreamSpec] = Field(default_factory=dict)
+    regions: dict[str, RegionSpec] = Field(default_factory=dict)
     allow_overfull: bool = False  # simulate a design that does not fit the device anyway
     calibration: Calibration | None = None
+
+    @model_validator(mode="after")
+    def _spatial(self):
+        if not self.units and (self.streams or self.regions):
+            raise ValueError("streams and regions connect `units`; the design declares none")
+        for name in self.units:
+            if not _UNIT_NAME.fullmatch(name) or name in ("dma", "dma_in", "dma_out"):
+                raise ValueError(f"units: '{name}' is not a unit name (letters, digits, '_'; "
+                                 "not dma)")
+        for name, st in self.streams.items():
+            for end in ("producer", "consumer"):
+                if getattr(st, end) not in self.units:
+                    raise ValueError(f"streams.{name}.{end}: no unit '{getattr(st, end)}'; "
+                                     f"units: {', '.join(self.units)}")
+        pairs: dict[tuple[str, str], str] = {}
+        for name, st in self.streams.items():
+            other = pairs.setdefault((st.producer, st.consumer), name)
+            if other != name:
+                raise ValueError(f"streams.{name}: '{other}' already joins {st.producer} to "
+                                 f"{st.consumer}")
+        seen: dict[str, str] = {}
+        for name, reg in self.regions.items():
+            for u in reg.units:
+                if u not in self.units:
+                    raise ValueError(f"regions.{name}.units: no unit '{u}'; units: "
+                                     f"{', '.join(self.units)}")
+                if u in seen:
+                    raise ValueError(f"regions.{name}.units: '{u}' is already in region "
+                                     f"'{seen[u]}'")
+                seen[u] = name
+        if self.regions and len(seen) < len(self.units):
+            left = [u for u in self.units if u not in seen]
+            raise ValueError(f"regions: unit {', '.join(left)} is in no region")
+        self.compute_units()  # every unit's resolved spec is valid
+        return self
+
+    # ---- units -------------------------------------------------------------------------
+    @property
+    def is_spatial(self) -> bool:
+        return bool(self.units)
+
+    def compute_units(self) -> tuple[Unit, ...]:
+        """The design's compute units in declaration order. A temporal design has two:
+        "array" (the `array:` section) and "sfu" (the `sfu:` section), in one region.
+
+        Assignment of the trace's ops (dlmsim.mapping.assign): a GEMM runs on an array, an
+        SFU op on an SFU that implements its function (layout ops, which cost no pass, on
+        any SFU), a gather on the DMA engine. Among those, the first unit whose `ops` has a
+        pattern matching the op's name (fnmatch: `*.attn.qkv`, `blocks.*.mlp*`) or its
+        function (`fn:softmax`) takes it; an op no pattern matches goes to the units without
+        `ops` (auto), balanced by work (`dlmsim.mapping.assign`).
+        """
+        return _units(self)
+
+    def unit_view(self, unit: Unit) -> Accelerator:
+        """The design as one unit sees it: its array or SFU spec in `array`/`sfu`, its
+        weight width in `bits` (the mapping and cost models take one array and one SFU)."""
+        if not self.is_spatial:
+            return self
+        upd: dict[str, Any] = {"array": unit.array} if unit.array else {"sfu": unit.sfu}
+        if unit.weights is not None and unit.weights != self.bits.weights:
+            upd["bits"] = self.bits.model_copy(update={"weights": unit.weights})
+        return self.model_copy(update=upd)
+
 
     # ---- derived ----------------------------------------------------------------------
     @property
     def pes(self) -> int:
-        return self.array.rows * self.array.cols
+        """Processing elements over every array of the design."""
+        if not self.is_spatial:
+            return self.array.rows * self.array.cols
+        return sum(u.pes for u in self.compute_units())
 
     @property
     def period_s(self) -> float:
@@ -365,23 +593,70 @@ class Accelerator(Strict):
         return config_hash(self.model_dump(mode="json"))
 
 
+_UNIT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+
+
+def _units(arch: Accelerator) -> tuple[Unit, ...]:
+    if not arch.is_spatial:
+        return (Unit("array", "array", arch.array, None, arch.bits.weights, (), (),
+                     TEMPORAL_REGION),
+                Unit("sfu", "sfu", None, arch.sfu, None, (), (), TEMPORAL_REGION))
+    region = {u: r for r, reg in arch.regions.items() for u in reg.units}
+    out = []
+    for name, spec in arch.units.items():
+        own = spec.model_dump(exclude={"kind", "ops", "functions", "weights"},
+                              exclude_none=True)
+        base = arch.array if spec.kind == "array" else arch.sfu
+        try:
+            full = type(base).model_validate({**base.model_dump(), **own})
+        except ValueError as e:  # pydantic's ValidationError: the first message, one line
+            msg = e.errors()[0]["msg"].removeprefix("Value error, ") if hasattr(e, "errors") \
+                else str(e)
+            raise ValueError(f"units.{name}: {msg}") from None
+        weights = None
+        if spec.kind == "array":
+            weights = spec.weights if spec.weights is not None else arch.bits.weights
+            try:
+                BitsSpec(weights=weights, activations=arch.bits.activations,
+                         accumulator=arch.bits.accumulator)
+            except ValueError as e:
+                raise ValueError(f"units.{name}.weights: "
+                                 f"{e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        out.append(Unit(name, spec.kind, full if spec.kind == "array" else None,
+                        full if spec.kind == "sfu" else None, weights, tuple(spec.ops),
+                        tuple(getattr(spec, "functions", ())),
+                        region.get(name, TEMPORAL_REGION)))
+    return tuple(out)
+
+
 def smallest_tile_bytes(arch: Accelerator) -> float:
-    """One R x 1 activation slice, a 1 x C weight slice, an R x C output block, doubled."""
-    r, c = arch.array.rows, arch.array.cols
-    ab, wb = bytes_of(arch.bits.activations), bytes_of(arch.bits.weights)
+    """One R x 1 activation slice, a 1 x C weight slice, an R x C output block, doubled
+    (of the largest array of a spatial design)."""
+    return max(_smallest_tile(arch.unit_view(u))
+               for u in arch.compute_units() if u.kind == "array")
+
+
+def _smallest_tile(view: Accelerator) -> float:
+    r, c = view.array.rows, view.array.cols
+    ab, wb = bytes_of(view.bits.activations), bytes_of(view.bits.weights)
     return 2 * (r * ab + c * wb) + r * c * ab
 
 
 def check_buffer(arch: Accelerator, source: str = "arch") -> None:
-    """The tile share of the buffer must hold the smallest double-buffered tile."""
+    """The tile share of the buffer must hold the smallest double-buffered tile of each
+    array."""
     pool = arch.buffer.capacity_bytes * (1 - arch.buffer.resident_fraction)
-    need = smallest_tile_bytes(arch)
-    if need > pool:
-        raise InputError(
-            f"{source}: buffer.kib {arch.buffer.kib:g} leaves {pool / 1024:.1f} KiB for tiles, "
-            f"less than the smallest {arch.array.rows}x{arch.array.cols} tile "
-            f"({need / 1024:.1f} KiB double-buffered)"
-        )
+    for u in arch.compute_units():
+        if u.kind != "array":
+            continue
+        need = _smallest_tile(arch.unit_view(u))
+        if need > pool:
+            what = f" of unit {u.name}" if arch.is_spatial else ""
+            raise InputError(
+                f"{source}: buffer.kib {arch.buffer.kib:g} leaves {pool / 1024:.1f} KiB for "
+                f"tiles, less than the smallest {u.array.rows}x{u.array.cols} tile{what} "
+                f"({need / 1024:.1f} KiB double-buffered)"
+            )
 
 
 def check_ports(arch: Accelerator, dev: Device, source: str = "arch") -> None:
@@ -408,10 +683,18 @@ def _check_design(arch: Accelerator, source: str) -> None:
     dsps = array_dsps(arch, dev.dsp_family)
     avail = dev.available()["dsp"]
     if dsps > avail and not arch.allow_overfull:
+        arrays = sum(u.kind == "array" for u in arch.compute_units())
+        what = (f"{arrays} array{'s' * (arrays > 1)} of {arch.pes} PEs in all"
+                if arch.is_spatial else f"array {arch.array.rows}x{arch.array.cols}")
         raise InputError(
-            f"{source}: array {arch.array.rows}x{arch.array.cols} at W{arch.bits.weights}"
+            f"{source}: {what} at W{arch.bits.weights}"
             f"A{arch.bits.activations} needs {dsps} DSPs, device {dev.name} has {avail}"
         )
+    for name, reg in arch.regions.items():
+        if reg.slr is not None and reg.slr >= max(len(dev.slrs), 1):
+            raise InputError(f"{source}: regions.{name}.slr {reg.slr}: {dev.name} has "
+                             f"{len(dev.slrs) or 'no'} SLRs" + (
+                                 f" (0-{len(dev.slrs) - 1})" if dev.slrs else ""))
     check_buffer(arch, source)
     check_ports(arch, dev, source)
     lo, hi = dev.clock_mhz.min, dev.clock_mhz.max
@@ -425,7 +708,7 @@ def arch_from_data(data: dict, source: str, overrides: dict[str, Any] | None = N
     data = dict(data)
     for k, v in (overrides or {}).items():
         set_dotted(data, k, v, _defaults_tree(data))
-    arch = validate(Accelerator, data, source)
+    arch = validate(Accelerator, data, source, nested_tags=("array", "sfu"))
     _check_design(arch, source)
     return arch
 
@@ -443,6 +726,16 @@ def _defaults_tree(data: dict) -> dict:
     for k, v in data.items():
         if isinstance(v, dict) and isinstance(tree.get(k), dict):
             tree[k].update(v)
+    # Named units, streams and regions: their own fields (units.qkv.rows, ...).
+    for key, schema in (("units", None), ("streams", StreamSpec), ("regions", RegionSpec)):
+        named = data.get(key)
+        if not isinstance(named, dict):
+            continue
+        tree[key] = {}
+        for n, spec in named.items():
+            kind = spec.get("kind") if isinstance(spec, dict) else None
+            sch = schema or {"array": ArrayUnit, "sfu": SfuUnit}.get(kind)
+            tree[key][n] = {f: None for f in sch.model_fields} if sch else {}
     return tree
 
 

@@ -230,14 +230,18 @@ def parse_sets(pairs: list[str] | None, flag: str = "--set") -> dict[str, Any]:
     return out
 
 
-def validation_message(e: ValidationError, source: str, tags: tuple[str, ...] = ()) -> str:
-    """The first pydantic error as one line: 'source: key.path: message'."""
+def validation_message(e: ValidationError, source: str, tags: tuple[str, ...] = (),
+                       nested_tags: tuple[str, ...] = ()) -> str:
+    """The first pydantic error as one line: 'source: key.path: message'. A discriminated
+    union's tag is not a key of the file: `tags` at the top, `nested_tags` in a mapping of
+    such unions (`units.qkv.array.rows` is `units.qkv.rows`)."""
     err = e.errors()[0]
     parts = [str(x) for x in err["loc"] if not str(x).startswith("function-")]
-    if parts and parts[0] in tags:  # a discriminated union's tag is not a key of the file
+    if parts and parts[0] in tags:
         parts = parts[1:]
+    parts = parts[:2] + [p for p in parts[2:3] if p not in nested_tags] + parts[3:]
     loc = ".".join(parts)
-    msg = err["msg"]
+    msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     elif err["type"] == "missing":
@@ -260,11 +264,11 @@ def shown(v: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def validate(schema: type[M], data: dict, source: str) -> M:
+def validate(schema: type[M], data: dict, source: str, nested_tags: tuple[str, ...] = ()) -> M:
     try:
         return schema.model_validate(data)
     except ValidationError as e:
-        raise InputError(validation_message(e, source)) from None
+        raise InputError(validation_message(e, source, nested_tags=nested_tags)) from None
 
 
 def config_hash(data: Any, n: int = 10) -> str:

@@ -28,6 +28,18 @@ units some wait. Every cycle a unit waits before computing a chunk is charged to
 cause: `dram` (its inputs are still loading), `capacity` (its load waited for pool space),
 `port` (no buffer port free), `dependency` (a producer's chunk is not done).
 
+Units: every compute unit of the design (`Accelerator.compute_units`: the array and the SFU
+of a temporal design, the named arrays and SFUs of a spatial one) is a SimPy process running
+its ops in program order, with its own DMA read queue; units run concurrently, ordered only
+by their data. A stream (`OpPlan.streamed_inputs`) hands row blocks from a producer unit to
+a consumer unit through a FIFO: the consumer's chunk waits for the producer's (stall cause
+`fifo_empty`, plus the SLR crossing cycles on the way), and the producer, once it has
+computed chunk c, holds its unit until the consumer has finished the chunk that reads the
+producer's chunk c - 1 - k, k the producer chunks the FIFO holds beyond the row block each
+end works on (stall cause `fifo_full`). So a block's latency is a pipeline: its slowest
+stage plus the fill and drain of the others. A design whose streams cannot drain (a unit
+waits on a FIFO whose consumer waits behind it on its own unit) deadlocks: an InputError.
+
 Simplifications:
 - Chunk granularity: an op's work, bytes and cycles are spread evenly over its chunks; the
   pipeline fill/drain of an op is resolved to one chunk (error shrinks with max_chunks).
@@ -46,10 +58,11 @@ from dataclasses import dataclass, field
 
 import simpy
 
-from dlmsim.mapping import Mapper, OpPlan
+from dlmsim.errors import InputError
+from dlmsim.mapping import Mapper, OpPlan, assign
 from dlmsim.results import PhaseCost
 
-STALL_CAUSES = ("dram", "capacity", "port", "dependency")
+STALL_CAUSES = ("dram", "capacity", "port", "dependency", "fifo_empty", "fifo_full")
 
 
 @dataclass
@@ -101,23 +114,41 @@ def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: 
     producer: dict[str, int] = {}
     deps_dram: list[list[tuple[int, bool]]] = [[] for _ in plans]  # wait at load
     deps_chip: list[list[tuple[int, bool]]] = [[] for _ in plans]  # wait at compute
+    # Streams: a consumer's producers through a FIFO (producer, proportional, crossing
+    # cycles), and a producer's FIFOs (consumer, producer chunks the FIFO holds).
+    deps_fifo: list[list[tuple[int, bool, float]]] = [[] for _ in plans]
+    fifo_out: list[list[tuple[int, int]]] = [[] for _ in plans]
     for j, p in enumerate(plans):
+        through = {name: (rows, cross) for name, rows, cross in p.streamed_inputs}
         for pos, t in enumerate(p.op.inputs):
             i = producer.get(t.name)
             if i is None:
                 continue
             proportional = (pos == 0 and plans[i].hands_off_to(p.op)
                             and plans[i].op.outputs[0].shape == t.shape)
+            if t.name in through:
+                rows, cross = through[t.name]
+                deps_fifo[j].append((i, proportional, cross))
+                if proportional:  # else the FIFO is taken to hold what it must
+                    per_chunk = max(t.numel // max(t.shape[-1], 1), 1) / plans[i].chunks
+                    fifo_out[i].append((j, math.floor(rows / per_chunk + 1e-9)))
+                continue
             target = deps_chip if t.name in p.on_chip_inputs else deps_dram
             target[j].append((i, proportional))
         for t in p.op.outputs:
             producer[t.name] = j
+    done_at = [[0.0] * p.chunks for p in plans]
+    blocked: dict[str, tuple[int, int]] = {}  # unit -> (op, consumer) it waits for
+
+    def dep_index(i: int, proportional: bool, j: int, c: int) -> int:
+        """The chunk of producer i that consumer j's chunk c waits for."""
+        if proportional:
+            return min(plans[i].chunks - 1,
+                       math.ceil((c + 1) * plans[i].chunks / plans[j].chunks) - 1)
+        return plans[i].chunks - 1
 
     def dep_event(table, i: int, proportional: bool, j: int, c: int):
-        if proportional:
-            k = min(plans[i].chunks - 1, math.ceil((c + 1) * plans[i].chunks / plans[j].chunks) - 1)
-            return table[i][k]
-        return table[i][-1]
+        return table[i][dep_index(i, proportional, j, c)]
 
     def transfer(nbytes: float, priority: int):
         with mem.request(priority=priority) as req:
@@ -231,6 +262,14 @@ def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: 
                 for i, prop in deps_chip[j]:
                     yield dep_event(done, i, prop, j, c)
                 stall["dependency"] += env.now - t_wait
+                t_wait = env.now
+                for i, prop, cross in deps_fifo[j]:
+                    k = dep_index(i, prop, j, c)
+                    yield done[i][k]
+                    late = done_at[i][k] + cross - env.now  # crossing SLR boundaries
+                    if cross and late > 0:
+                        yield env.timeout(late)
+                stall["fifo_empty"] += env.now - t_wait
                 if per > 0 and port is not None:
                     t_wait = env.now
                     with port.request() as req:
@@ -243,7 +282,25 @@ def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: 
                     if per > 0:
                         yield env.timeout(per)
                 note(unit, j, c, t0)
+                done_at[j][c] = env.now
                 done[j][c].succeed()
+                # A full FIFO: the unit holds chunk c until the consumer has taken the
+                # chunk the FIFO's depth (beyond each end's working block) puts before it.
+                t_wait = env.now
+                for k, depth in fifo_out[j]:
+                    x = c - 1 - depth
+                    if x >= 0:
+                        blocked[unit] = (j, k)
+                        yield consumed(j, k, x)
+                        blocked.pop(unit, None)
+                if env.now > t_wait:
+                    stall["fifo_full"] += env.now - t_wait
+                    timings[j].end = max(timings[j].end, env.now)
+
+    def consumed(i: int, j: int, x: int):
+        """The event of consumer j finishing the last chunk that reads producer i's x."""
+        ni, nj = plans[i].chunks, plans[j].chunks
+        return done[j][min(nj - 1, math.ceil((x + 1) * nj / ni) - 1)]
 
     def store(j: int, c: int, nbytes: float):
         """The write-back of one chunk, issued as soon as it is computed."""
@@ -259,10 +316,17 @@ def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: 
 
     for unit in unit_done:
         env.process(dma_in(unit))
-    env.process(compute("array"))
-    env.process(compute("sfu"))
+        if unit != "dma":
+            env.process(compute(unit))
     env.run()
-    if n and not stored[-1][-1].triggered:
+    if n and not all(ev.triggered for row in stored for ev in row):
+        if blocked:
+            u, (j, k) = next(iter(blocked.items()))
+            raise InputError(
+                f"the design deadlocks: unit {u} waits with {plans[j].op.name} for room in "
+                f"its stream to {plans[k].unit} ({plans[k].op.name}), whose unit waits for "
+                "work behind it; deepen that stream's FIFO (depth_bytes) or give the ops "
+                "their own units")
         raise RuntimeError("engine deadlock: not every chunk completed")  # a bug, not input
     for tm in timings:
         if tm.start == math.inf:
@@ -311,8 +375,8 @@ def _phase_cost(rows) -> PhaseCost:
         p = r["plan"]
         total = total + r["n"] * PhaseCost(
             cycles=r["cycles"], macs=p.op.macs,
-            sfu_busy_cycles=p.compute_cycles if p.unit == "sfu" else 0.0,
-            array_busy_cycles=p.compute_cycles if p.unit == "array" else 0.0,
+            sfu_busy_cycles=p.compute_cycles if p.unit_kind == "sfu" else 0.0,
+            array_busy_cycles=p.compute_cycles if p.unit_kind == "array" else 0.0,
             dram_bytes=p.dram_read_bytes + p.dram_write_bytes,
         )
     return total
@@ -343,7 +407,7 @@ def _forward(mapper: Mapper, ops, timeline: bool):
     steady_plans = plans[b:c]
     floor = max(sum(p.dram_read_bytes + p.dram_write_bytes for p in steady_plans) / mapper.bw,
                 *(sum(p.compute_cycles for p in steady_plans if p.unit == u)
-                  for u in ("array", "sfu")))
+                  for u in {p.unit for p in steady_plans if p.unit != "dma"} or ("array",)))
     marginal = max(seg.cycles - one, floor)
     rows = _rows(plans, seg)
     first, steady = rows[a:b], rows[b:c]
@@ -386,7 +450,7 @@ def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False,
         raise InputError(f"{arch.name} does not fit {device.name}: {res.describe_over()} "
                          "(set allow_overfull: true to simulate it anyway)")
     footprint = check_dram(arch, trace, device)  # weights that do not fit never run
-    mapper = Mapper(arch, max_chunks=max_chunks)
+    mapper = Mapper(arch, max_chunks=max_chunks, assignment=assign(arch, trace.ops))
 
     # Each kind of forward pass (one, or a cache refresh and the cached steps, ...) is
     # simulated alone and counted its passes per run; `forward` is their mean pass.
@@ -447,7 +511,7 @@ def _frame(rows, bw):
         if p.unit == "dma" or mem > p.compute_cycles:
             bound = "memory"
         else:
-            bound = "compute" if p.unit == "array" else "sfu"
+            bound = "compute" if p.unit_kind == "array" else "sfu"
         out.append({
             "name": r["name"],
             "kind": p.op.kind,

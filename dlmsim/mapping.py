@@ -59,17 +59,21 @@ Modelling decisions, stated once:
 
 from __future__ import annotations
 
+import fnmatch
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
-from dlmsim.arch import Accelerator, bytes_of, stored_bytes
+from dlmsim.arch import Accelerator, Unit, bytes_of, stored_bytes
 from dlmsim.cost.systolic import gemm_cycles
+from dlmsim.errors import InputError
 from dlmsim.sfu import cost as sfu_cost
 from dlmsim.sfu import streams as sfu_streams
 from dlmsim.workloads.ir import Op
 from dlmsim.workloads.vocab import ELEMENTWISE_FNS, LAYOUT_FNS
 
 LOOP_ORDERS = ("weight_panel", "output_row", "output_block")
+UNIT_KINDS = {"gemm": "array", "sfu": "sfu", "gather": "dma"}
 CHIP_ROLES = ("activation", "cache", "index")  # tensors that may stay on chip between ops
 
 
@@ -108,6 +112,14 @@ class OpPlan:
     # Bytes of the tile pool the op holds while it runs (its double-buffered tiles).
     tile_bytes: float = 0.0
     dram_reads: tuple[tuple[str, float], ...] = ()  # (input name, DRAM bytes read)
+    # Inputs that arrive through a stream from another unit: (input name, rows its FIFO
+    # holds beyond the block each end works on, cycles of SLR crossing on the way).
+    streamed_inputs: tuple[tuple[str, float, float], ...] = ()
+
+    @property
+    def unit_kind(self) -> str:
+        """"array", "sfu" or "dma": what kind of unit runs the op."""
+        return UNIT_KINDS[self.op.kind]
 
     def __post_init__(self):
         if self.order is None:
@@ -191,11 +203,115 @@ def operand_passes(op: Op, arch: Accelerator) -> int:
     return math.ceil(a / w)
 
 
-class Mapper:
-    """Maps the ops of one segment (a list executed in order) onto one accelerator."""
+_BLOCK = re.compile(r"^(blocks|layers)\.\d+\.")
 
-    def __init__(self, arch: Accelerator, max_chunks: int = 16):
+
+def op_group(name: str) -> str:
+    """'blocks.3.qkv' -> 'blocks.*.qkv': what the same op of every block shares."""
+    return _BLOCK.sub(lambda m: f"{m.group(1)}.*.", name)
+
+
+def _matches(unit: Unit, op: Op) -> bool:
+    for p in unit.ops:
+        if p.startswith("fn:"):
+            if fnmatch.fnmatchcase(op.fn, p[3:]):
+                return True
+        elif fnmatch.fnmatchcase(op.name, p):
+            return True
+    return False
+
+
+def _runs(unit: Unit, op: Op) -> bool:
+    """Can the unit run the op at all (its kind; an SFU's functions; layout ops anywhere)?"""
+    if unit.kind != UNIT_KINDS[op.kind]:
+        return False
+    return unit.kind == "array" or not unit.functions or op.fn in unit.functions \
+        or op.fn in LAYOUT_FNS
+
+
+def assign(arch: Accelerator, ops) -> dict[str, str]:
+    """Unit name of every op (`Accelerator.compute_units` states the rule). Ops no pattern
+    claims are balanced over the auto units (those without `ops`) by longest processing
+    time first: op groups (the same op of every block, `op_group`) in decreasing work (MACs
+    of a GEMM, elements of an SFU op, over all instances), each to the unit that would then
+    finish its work soonest at its peak rate (PEs, or elements per cycle); a simplification
+    that weighs work, not the pipeline it forms."""
+    units = arch.compute_units()
+    out: dict[str, str] = {}
+    if not arch.is_spatial:
+        for op in ops:
+            out[op.name] = "dma" if op.kind == "gather" else UNIT_KINDS[op.kind]
+        return out
+    groups: dict[str, list] = {}
+    for op in ops:
+        if op.kind == "gather":
+            out[op.name] = "dma"
+            continue
+        able = [u for u in units if _runs(u, op)]
+        claimed = next((u for u in able if _matches(u, op)), None)
+        if claimed is not None:
+            out[op.name] = claimed.name
+            continue
+        auto = [u for u in able if not u.ops]
+        if not auto:
+            what = "an array" if op.kind == "gemm" else f"an SFU implementing {op.fn}"
+            raise InputError(f"{arch.name}: no unit runs op {op.name} ({op.fn}): it needs "
+                             f"{what} whose ops match it, or one without ops (auto)")
+        groups.setdefault(op_group(op.name), []).append((op, auto))
+    load: dict[str, float] = {u.name: 0.0 for u in units}
+    rate = {u.name: float(u.pes if u.kind == "array" else u.sfu.elems_per_cycle)
+            for u in units}
+
+    def work(op) -> float:
+        return float(op.macs if op.kind == "gemm" else op.elements)
+
+    order = sorted(groups.items(), key=lambda kv: -sum(work(o) for o, _ in kv[1]))
+    for _, members in order:
+        w = sum(work(o) for o, _ in members)
+        best = min(members[0][1], key=lambda u: load[u.name] + w / rate[u.name])
+        load[best.name] += w / rate[best.name]
+        for o, _ in members:
+            out[o.name] = best.name
+    return out
+
+
+def _stream_specs(arch: Accelerator, units) -> dict[tuple[str, str], tuple[float, float]]:
+    """(producer unit, consumer unit) -> (FIFO bytes, SLR crossing cycles) of each stream.
+    A stream between regions on different SLRs pays the device's crossing latency per SLR
+    boundary on the way (its width is checked against the wires in dlmsim.resources)."""
+    from dlmsim.resources import placement
+
+    slr = placement(arch)
+    region = {u.name: u.region for u in units}
+    dev = arch.dev()
+    lat = dev.slr_crossing.latency_cycles if dev.slr_crossing else 0
+    out = {}
+    for st in arch.streams.values():
+        a, b = slr.get(region[st.producer]), slr.get(region[st.consumer])
+        hops = abs(a - b) if a is not None and b is not None else 0
+        out[(st.producer, st.consumer)] = (st.depth_bytes, float(hops * lat))
+    return out
+
+
+class Mapper:
+    """Maps the ops of one segment (a list executed in order) onto one accelerator.
+
+    A spatial design maps each op with the view of the unit it is assigned to
+    (`Accelerator.unit_view`: that unit's array or SFU); `assignment` (op name -> unit name,
+    `assign`) is computed over the ops of each call when not given."""
+
+    def __init__(self, arch: Accelerator, max_chunks: int = 16,
+                 assignment: dict[str, str] | None = None, _unit: str | None = None):
         self.arch = arch
+        self.unit_name = _unit
+        self.assignment = dict(assignment or {})
+        self._views: dict[str, Mapper] = {}
+        self.stream_specs: dict[tuple[str, str], tuple[float, float]] = {}
+        if arch.is_spatial and _unit is None:
+            units = arch.compute_units()
+            self._views = {u.name: Mapper(arch.unit_view(u), max_chunks, _unit=u.name)
+                           for u in units}
+            self.stream_specs = _stream_specs(arch, units)
         self.max_chunks = max_chunks
         self.r, self.c = arch.array.rows, arch.array.cols
         self.ab = bytes_of(arch.bits.activations)
@@ -209,6 +325,17 @@ class Mapper:
 
     def tensor_bytes(self, t) -> float:
         return stored_bytes(t, self.arch)
+
+    def units_of(self, ops: list[Op]) -> list[str]:
+        """The unit of each op (assigning those the mapper has not seen over `ops`)."""
+        missing = [op for op in ops if op.name not in self.assignment]
+        if missing:
+            self.assignment.update(assign(self.arch, missing))
+        return [self.assignment[op.name] for op in ops]
+
+    def on(self, unit: str) -> Mapper:
+        """The mapper of one unit (this one for a temporal design and for the DMA)."""
+        return self._views.get(unit, self)
 
     # ---- GEMM loop order -----------------------------------------------------------------
     def tilings(self, op: Op) -> dict[str, Tiling]:
@@ -277,8 +404,8 @@ class Mapper:
         """SFU busy cycles of the op (dlmsim.sfu: passes, II per pass, ports, depth)."""
         return sfu_cost(op, self.arch, self.ab).cycles
 
-    def choose_dataflow(self, op: Op, previous: str | None, consumer: Op | None = None
-                        ) -> tuple[str, float]:
+    def choose_dataflow(self, op: Op, previous: str | None, consumer: Op | None = None,
+                        consumer_mapper: Mapper | None = None) -> tuple[str, float]:
         """(dataflow, array cycles incl. switch cost) under the arch's policy.
 
         `auto` takes the cheaper of OS and WS per op. When the next op is an SFU op streaming
@@ -295,7 +422,7 @@ class Mapper:
                 cyc += self.arch.array.switch_cycles
             pair = cyc
             if consumer is not None:
-                sfu = self.sfu_cycles(consumer)
+                sfu = (consumer_mapper or self).sfu_cycles(consumer)
                 order = "channels" if df == "ws" else "rows"
                 pair = max(cyc, sfu) if streams(order, input_need(consumer)) else cyc + sfu
             if best is None or pair < best[2]:
@@ -310,10 +437,14 @@ class Mapper:
             return ctx.dataflow != "ws" and tiling.in_order
         return not (op.kind == "sfu" and op.fn in LAYOUT_FNS)
 
-    def plan_residency(self, ops: list[Op], ctx: list[GemmContext | None]
-                       ) -> tuple[list[Residency], dict[int, Tiling]]:
-        """Which produced activations the resident share holds (module docstring), and the
-        loop order of every GEMM given the operands it finds on chip. One pass, O(ops)."""
+    def plan_residency(self, ops: list[Op], ctx: list[GemmContext | None],
+                       units: list[str] | None = None
+                       ) -> tuple[list[Residency], dict[int, Tiling], dict]:
+        """Which produced activations the resident share holds (module docstring), which
+        go through a stream to a consumer on another unit (`streamed`: (producer, tensor)
+        -> {consumer: (FIFO rows, crossing cycles)}), and the loop order of every GEMM given
+        the operands it finds on chip. One pass, O(ops)."""
+        units = units or [""] * len(ops)
         latest: dict[str, int] = {}
         src: list[list[int | None]] = []  # per op and input: index of its in-segment producer
         uses: dict[tuple[int, str], list[tuple[int, int]]] = {}  # -> (op, input position)
@@ -328,20 +459,29 @@ class Mapper:
             for t in op.outputs:
                 latest[t.name] = j
         held: dict[tuple[int, str], Residency] = {}
+        streamed: dict[tuple[int, str], dict[int, tuple[float, float]]] = {}
         tilings: dict[int, Tiling] = {}
         freed: dict[int, float] = {}
         live = 0.0
 
         def on_chip(j: int, pos: int) -> bool:
-            return (src[j][pos], ops[j].inputs[pos].name) in held
+            key = (src[j][pos], ops[j].inputs[pos].name)
+            return key in held or (pos == 0 and j in streamed.get(key, ()))
 
         for j, op in enumerate(ops):
             if op.kind == "gemm" and j not in tilings:
-                tilings[j] = self.tiling(op, on_chip(j, 0), on_chip(j, 1), ctx[j])
+                tilings[j] = self.on(units[j]).tiling(op, on_chip(j, 0), on_chip(j, 1), ctx[j])
             for t in op.outputs:
                 consumers = uses.get((j, t.name))
                 if not consumers:
                     continue
+                if self.stream_specs:
+                    sent = self._stream_to(ops, units, ctx, tilings, j, t, consumers, on_chip)
+                    if sent:
+                        streamed[(j, t.name)] = sent
+                        consumers = [c for c in consumers if c[0] not in sent]
+                        if not consumers:
+                            continue
                 size, handoff = self.tensor_bytes(t), False
                 if live + size > self.resident:
                     # Not resident: a hand-off to the next op, if the two stream rows.
@@ -351,7 +491,8 @@ class Mapper:
                         continue
                     nxt, tl, rows_in = ops[j + 1], None, 1
                     if nxt.kind == "gemm":
-                        tl = self.tiling(nxt, False, on_chip(j + 1, 1), ctx[j + 1])
+                        tl = self.on(units[j + 1]).tiling(nxt, False, on_chip(j + 1, 1),
+                                                          ctx[j + 1])
                         if tl.a_reads != 1:
                             continue
                         rows_in = tl.rows
@@ -368,7 +509,33 @@ class Mapper:
                 live += size
                 freed[last] = freed.get(last, 0.0) + size
             live -= freed.pop(j, 0.0)
-        return list(held.values()), tilings
+        return list(held.values()), tilings, streamed
+
+    def _stream_to(self, ops, units, ctx, tilings, j, t, consumers, on_chip
+                   ) -> dict[int, tuple[float, float]]:
+        """The consumers of op j's output t that take it through a stream: a stream joins
+        the two units, the producer completes rows in order (`_streams_rows`, its first
+        output's shape), the consumer streams it once in row order as its first operand (a
+        GEMM whose loop order reads A once: that order is then fixed). Any other input
+        between two streamed units goes through the buffer or DRAM as in a temporal design.
+        Value: (rows the FIFO holds, SLR crossing cycles)."""
+        op = ops[j]
+        if t.shape != op.outputs[0].shape or not self._streams_rows(op, ctx[j], tilings.get(j)):
+            return {}
+        width = t.shape[-1] if t.shape else 1
+        out = {}
+        for k, pos in consumers:
+            spec = self.stream_specs.get((units[j], units[k]))
+            if spec is None or pos != 0 or input_need(ops[k]) == "channels":
+                continue
+            if ops[k].kind == "gemm":
+                tl = self.on(units[k]).tiling(ops[k], True, on_chip(k, 1), ctx[k])
+                if tl.a_reads != 1:
+                    continue
+                tilings[k] = tl
+            depth_bytes, cross = spec
+            out[k] = (math.floor(depth_bytes / (width * self.ab)), cross)
+        return out
 
     # ---- plans ---------------------------------------------------------------------------
     def plan(self, ops: list[Op]) -> list[OpPlan]:
@@ -384,8 +551,9 @@ class Mapper:
 
     def plan_segment(self, ops: list[Op]) -> tuple[list[OpPlan], list[Residency]]:
         """The plans and what the resident share holds for them."""
+        units = self.units_of(ops)
         ctx: list[GemmContext | None] = []
-        prev = None
+        prev: dict[str, str | None] = {}  # the last dataflow of each array (switch cost)
         for j, op in enumerate(ops):
             if op.kind != "gemm":
                 ctx.append(None)
@@ -393,24 +561,49 @@ class Mapper:
             nxt = ops[j + 1] if j + 1 < len(ops) else None
             streams = (nxt is not None and nxt.kind == "sfu" and nxt.inputs
                        and nxt.inputs[0].name == op.outputs[0].name)
-            prev, cycles = self.choose_dataflow(op, prev, nxt if streams else None)
-            ctx.append(GemmContext(prev, cycles, self.sfu_cycles(nxt) if streams else None,
+            m = self.on(units[j])
+            prev[units[j]], cycles = m.choose_dataflow(
+                op, prev.get(units[j]), nxt if streams else None,
+                self.on(units[j + 1]) if streams else None)
+            ctx.append(GemmContext(prev[units[j]], cycles,
+                                   self.on(units[j + 1]).sfu_cycles(nxt) if streams else None,
                                    input_need(nxt) if streams else "rows"))
-        held, tilings = self.plan_residency(ops, ctx)
+        held, tilings, streamed = self.plan_residency(ops, ctx, units)
         keys = {(h.producer, h.name) for h in held}
+        fifo: dict[int, list] = {}  # consumer -> [(input name, FIFO rows, crossing cycles)]
+        for (i, name), sent in streamed.items():
+            for k, (rows, cross) in sent.items():
+                fifo.setdefault(k, []).append((name, float(rows), float(cross)))
         latest: dict[str, int] = {}
         plans: list[OpPlan] = []
         for j, op in enumerate(ops):
+            through = fifo.get(j, [])
             on_chip = tuple(t.name for t in op.inputs if t.role in CHIP_ROLES
-                            and (latest.get(t.name), t.name) in keys)
-            kept = {t.name for t in op.outputs if (j, t.name) in keys}
+                            and ((latest.get(t.name), t.name) in keys
+                                 or any(t.name == f[0] for f in through)))
+            kept = {t.name for t in op.outputs if (j, t.name) in keys or
+                    ((j, t.name) in streamed and not self._other_uses(ops, j, t, streamed))}
             src = latest.get(op.inputs[0].name) if op.inputs else None
-            streamed = (plans[src].order if src is not None and plans[src].hands_off_to(op)
-                        else None)
+            via = (plans[src].order if src is not None and plans[src].hands_off_to(op)
+                   else None)
             for t in op.outputs:
                 latest[t.name] = j
-            plans.append(self._plan_op(op, on_chip, kept, ctx[j], tilings.get(j), streamed))
+            plan = self.on(units[j])._plan_op(op, on_chip, kept, ctx[j], tilings.get(j), via)
+            if self.arch.is_spatial:
+                plan = replace(plan, unit=units[j], streamed_inputs=tuple(through))
+            plans.append(plan)
         return plans, held
+
+    @staticmethod
+    def _other_uses(ops, j: int, t, streamed) -> bool:
+        """Does a later op read op j's output t other than through a stream?"""
+        sent = streamed.get((j, t.name), {})
+        for k in range(j + 1, len(ops)):
+            if k not in sent and any(x.name == t.name for x in ops[k].inputs):
+                return True
+            if any(x.name == t.name for x in ops[k].outputs):
+                return False  # overwritten
+        return False
 
     def _plan_op(self, op: Op, on_chip: tuple[str, ...], kept: set[str],
                  ctx: GemmContext | None, tiling: Tiling | None,

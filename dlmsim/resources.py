@@ -9,9 +9,9 @@ to be replaced by `dlmsim calibrate` factors fitted on synthesis reports.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from dlmsim.arch import GIB, Accelerator, Device, array_dsps, stored_bytes
+from dlmsim.arch import GIB, Accelerator, Device, Unit, stored_bytes, unit_dsps
 from dlmsim.errors import InputError
 
 KINDS = ("dsp", "bram36", "uram", "lut", "ff")
@@ -56,14 +56,22 @@ class Resources:
     used: dict[str, float]
     available: dict[str, int]
     buffer_memory: str  # where the tile buffer went: "bram" or "uram"
-    # What each unit of the design uses (dsp, bram18, uram, lut, ff): the power model
-    # weighs each unit's resources by that unit's activity. Empty for a calibrated copy.
+    # What each unit of the design uses (dsp, bram18, uram, lut, ff): every compute unit by
+    # name ("array" and "sfu" in a temporal design), "buffer" (the tile buffer), "memory"
+    # (the memory interface with the control logic) and "stream NAME" (a stream's FIFO).
+    # The power model weighs each unit's resources by its activity. Empty for a calibrated
+    # copy.
     by_unit: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Multi-SLR placement of a design with regions: region -> SLR, what each SLR holds and
+    # has, and why the placement fails (a region beyond its SLR, a crossing too wide).
+    placement: dict[str, int] = field(default_factory=dict)
+    slr_used: tuple[dict[str, float], ...] = ()
+    slr_available: tuple[dict[str, int], ...] = ()
+    problems: tuple[str, ...] = ()
 
     @property
     def fraction(self) -> dict[str, float]:
-        return {k: (self.used[k] / self.available[k] if self.available[k] else
-                    (math.inf if self.used[k] else 0.0)) for k in KINDS}
+        return {k: _frac(self.used[k], self.available[k]) for k in KINDS}
 
     @property
     def over(self) -> list[str]:
@@ -72,11 +80,24 @@ class Resources:
 
     @property
     def fits(self) -> bool:
-        return not self.over
+        return not self.over and not self.problems
+
+    @property
+    def worst_fraction(self) -> float:
+        """The largest share of any resource of the device or of any SLR it uses."""
+        worst = max(self.fraction.values())
+        for used, avail in zip(self.slr_used, self.slr_available):
+            worst = max(worst, *(_frac(used[k], avail[k]) for k in KINDS))
+        return worst
 
     def describe_over(self) -> str:
-        return ", ".join(f"{k.upper()} {self.used[k]:.0f} > {self.available[k]}"
-                         for k in self.over)
+        whole = ", ".join(f"{k.upper()} {self.used[k]:.0f} > {self.available[k]}"
+                          for k in self.over)
+        return "; ".join(([whole] if whole else []) + list(self.problems))
+
+
+def _frac(used: float, avail: float) -> float:
+    return used / avail if avail else (math.inf if used else 0.0)
 
 
 def buffer_blocks(arch: Accelerator, kind: str) -> int:
@@ -95,26 +116,45 @@ def pe_fabric(w_bits: int, a_bits: int, acc_bits: int, ws: bool) -> tuple[float,
     return PE_LUT_PER_BIT * (w_bits + a_bits), w_bits + a_bits + acc_bits + (w_bits if ws else 0)
 
 
+def unit_parts(unit: Unit, arch: Accelerator, family: str) -> dict[str, float]:
+    """DSP, LUT and FF of one compute unit: an array's PEs (its DSP packing and the
+    per-PE fabric fit above), or an SFU's element lanes."""
+    if unit.kind == "array":
+        w, a, acc = unit.weights, arch.bits.activations, arch.bits.accumulator
+        wbits, abits = (32, 32) if w == "fp32" else (w, a)
+        accbits = 32 if acc == "fp32" else acc
+        pe_lut, pe_ff = pe_fabric(wbits, abits, accbits, "ws" in unit.array.dataflows)
+        return {"dsp": unit_dsps(unit, arch, family), "lut": unit.pes * pe_lut,
+                "ff": unit.pes * pe_ff}
+    sfu = unit.sfu
+    elems = sfu.elems_per_cycle
+    scale = (32 if sfu.bits == "fp32" else sfu.bits) / 16
+    return {"dsp": elems * SFU_DSP_PER_ELEM["fp32" if sfu.bits == "fp32" else "fixed"],
+            "lut": elems * SFU_LUT_PER_ELEM * scale, "ff": elems * SFU_FF_PER_ELEM * scale}
+
+
+# A FIFO of at most SRL_DEPTH words sits in shift-register LUTs (hardware.md: "FIFOs of
+# depth <= 32 use no BRAM"), one LUT per bit of its word (an SRL32 per bit: an assumption);
+# a deeper one in BRAM18 by the bank rule, as Vitis HLS implements a stream by default.
+SRL_DEPTH = 32
+
+
+def fifo_parts(st) -> dict[str, float]:
+    """LUT and BRAM18 of one stream's FIFO (`StreamSpec`: depth_bytes of width_bits words)."""
+    words = math.ceil(st.depth_bytes * 8 / st.width_bits)
+    if words <= SRL_DEPTH:
+        return {"lut": float(st.width_bits) if words else 0.0, "bram18": 0.0}
+    return {"lut": 0.0, "bram18": float(bram18_per_bank(st.width_bits, words))}
+
+
 def estimate(arch: Accelerator, device: Device | None = None) -> Resources:
-    """The design's resources, in total and by unit (`Resources.by_unit`: the array, the SFU,
-    the tile buffer, and the memory interface with the control logic)."""
+    """The design's resources, in total and by unit (`Resources.by_unit`: each compute
+    unit, the tile buffer, the memory interface with the control logic, each stream's
+    FIFO); for a design with regions on a multi-SLR device, each region's SLR and each
+    SLR's share (`_place`)."""
     dev = device or arch.dev()
-    w, a, acc = arch.bits.weights, arch.bits.activations, arch.bits.accumulator
-    fp = w == "fp32"
-    wbits = 32 if fp else w
-    abits = 32 if fp else a
-    accbits = 32 if acc == "fp32" else acc
-
-    pe_lut, pe_ff = pe_fabric(wbits, abits, accbits, "ws" in arch.array.dataflows)
-    array = {"dsp": array_dsps(arch, dev.dsp_family), "lut": arch.pes * pe_lut,
-             "ff": arch.pes * pe_ff}
-
-    sfu_elems = arch.sfu.elems_per_cycle
-    sfu_scale = (32 if arch.sfu.bits == "fp32" else arch.sfu.bits) / 16
-    sfu = {"dsp": sfu_elems * SFU_DSP_PER_ELEM["fp32" if arch.sfu.bits == "fp32" else "fixed"],
-           "lut": sfu_elems * SFU_LUT_PER_ELEM * sfu_scale,
-           "ff": sfu_elems * SFU_FF_PER_ELEM * sfu_scale}
-
+    parts: dict[str, dict[str, float]] = {u.name: unit_parts(u, arch, dev.dsp_family)
+                                          for u in arch.compute_units()}
     memory = {"bram18": arch.memory.ports * AXI_BRAM18,
               "lut": arch.memory.ports * AXI_LUT + CONTROL_LUT,
               "ff": arch.memory.ports * AXI_FF + CONTROL_FF}
@@ -127,14 +167,99 @@ def estimate(arch: Accelerator, device: Device | None = None) -> Resources:
     buffer = {"uram": buffer_blocks(arch, "uram")} if kind == "uram" else \
         {"bram18": buffer_blocks(arch, "bram")}
 
-    parts = {"array": array, "sfu": sfu, "buffer": buffer, "memory": memory}
+    parts["buffer"] = buffer
+    parts["memory"] = memory
+    for name, st in arch.streams.items():
+        parts[f"stream {name}"] = fifo_parts(st)
     total = {k: sum(p.get(k, 0) for p in parts.values()) for k in ("dsp", "bram18", "uram",
                                                                     "lut", "ff")}
     used = {"dsp": total["dsp"], "bram36": math.ceil(total["bram18"] / 2),
             "uram": total["uram"], "lut": total["lut"], "ff": total["ff"]}
     by_unit = {u: {k: p.get(k, 0) for k in ("dsp", "bram18", "uram", "lut", "ff")}
                for u, p in parts.items()}
-    return Resources(used=used, available=avail, buffer_memory=kind, by_unit=by_unit)
+    res = Resources(used=used, available=avail, buffer_memory=kind, by_unit=by_unit)
+    return _place(arch, dev, res) if arch.is_spatial else res
+
+
+def _region_parts(arch: Accelerator, parts: dict) -> dict[str, dict[str, float]]:
+    """What each region holds: its units, the FIFOs of the streams into them, and (the
+    first region) the shared buffer, AXI ports and control -- a simplification: the buffer
+    sits with the first region and its ports reach the others across SLRs."""
+    region = {u.name: u.region for u in arch.compute_units()}
+    out = {r: dict.fromkeys(KINDS, 0.0) for r in arch.regions}
+    first = next(iter(arch.regions))
+    for name, p in parts.items():
+        if name in ("buffer", "memory"):
+            r = first
+        elif name.startswith("stream "):
+            r = region[arch.streams[name.removeprefix("stream ")].consumer]
+        else:
+            r = region[name]
+        for k in KINDS:
+            out[r][k] += p["bram18"] / 2 if k == "bram36" else p[k]
+    return out
+
+
+def placement(arch: Accelerator, device: Device | None = None) -> dict[str, int]:
+    """Region -> SLR of a design with regions on a multi-SLR device (else {})."""
+    return estimate(arch, device).placement
+
+
+def _place(arch: Accelerator, dev: Device, res: Resources) -> Resources:
+    """Regions onto SLRs: a region with `slr` goes there; the others, in order, to the
+    first SLR with room for them (first fit). Each SLR must hold its regions' resources
+    (its share of the device, the shell's reserve taken from `shell_slr`), and the streams
+    crossing an SLR boundary must fit its wires (width_bits each). A design that declares
+    no regions is left to the tools' placement: checked against the whole device only."""
+    if not arch.regions or not dev.slrs:
+        return res
+    need = _region_parts(arch, res.by_unit)
+    avail = tuple(dev.slr_available(i) for i in range(len(dev.slrs)))
+    used = [dict.fromkeys(KINDS, 0.0) for _ in dev.slrs]
+    where: dict[str, int] = {}
+    problems = []
+
+    def room(i: int, r: str) -> bool:
+        return all(used[i][k] + need[r][k] <= avail[i][k] for k in KINDS)
+
+    def put(r: str, i: int) -> None:
+        where[r] = i
+        used[i] = {k: used[i][k] + need[r][k] for k in KINDS}
+
+    for r, reg in arch.regions.items():  # pinned regions first, then first fit
+        if reg.slr is not None:
+            if not room(reg.slr, r):
+                problems.append(_too_big(r, f"SLR{reg.slr}", need[r], used[reg.slr],
+                                         avail[reg.slr]))
+            put(r, reg.slr)
+    for r, reg in arch.regions.items():
+        if reg.slr is None:
+            fit = next((i for i in range(len(avail)) if room(i, r)), None)
+            if fit is None:
+                fit = max(range(len(avail)), key=lambda i: avail[i]["dsp"] - used[i]["dsp"])
+                problems.append(_too_big(r, "any SLR", need[r], used[fit], avail[fit]))
+            put(r, fit)
+    used = [{k: (math.ceil(v) if k in ("dsp", "bram36", "uram") else v) for k, v in u.items()}
+            for u in used]
+    region = {u.name: u.region for u in arch.compute_units()}
+    wires = [0] * (len(dev.slrs) - 1)  # boundary b lies between SLR b and SLR b + 1
+    for st in arch.streams.values():
+        a, b = sorted((where[region[st.producer]], where[region[st.consumer]]))
+        for x in range(a, b):
+            wires[x] += st.width_bits
+    cross = dev.slr_crossing
+    for x, w in enumerate(wires):
+        if w > cross.sll_per_boundary:
+            problems.append(f"streams crossing SLR{x}-SLR{x + 1} take {w} wires > "
+                            f"{cross.sll_per_boundary} ({cross.source})")
+    return replace(res, placement=where, slr_used=tuple(used), slr_available=avail,
+                   problems=tuple(problems))
+
+
+def _too_big(region: str, where: str, need, used, avail) -> str:
+    left = ", ".join(f"{k.upper()} {need[k]:.0f} > {avail[k] - used[k]:.0f} left"
+                     for k in KINDS if used[k] + need[k] > avail[k])
+    return f"region {region} does not fit {where}: {left}"
 
 
 def calibrated(res: Resources, arch: Accelerator) -> Resources | None:
@@ -192,7 +317,8 @@ def dram_footprint(arch: Accelerator, trace, device: Device | None = None) -> Fo
     are stored once at the weight width.
     """
     name, mem = arch.off_chip(device)
-    weights = sum(stored_bytes(t, arch) for t in trace.weights.values())
+    views = weight_views(arch, trace)
+    weights = sum(stored_bytes(t, views.get(t.name, arch)) for t in trace.weights.values())
     # A run with several kinds of forward pass (a cache refresh, cached passes) runs each
     # with the once and step ops around it: the largest of them, and their state together.
     peak, state = 0.0, {}
@@ -236,6 +362,25 @@ def _live_bytes(arch: Accelerator, inputs, ops) -> tuple[float, dict[str, float]
             peak = max(peak, live)
             live -= ends.pop(j, 0.0)
     return peak, state
+
+
+def weight_views(arch: Accelerator, trace) -> dict[str, Accelerator]:
+    """Weight name -> the unit view whose width stores it: a weight of a spatial design is
+    stored at the width of the array that reads it (the first, if several do)."""
+    if not arch.is_spatial:
+        return {}
+    from dlmsim.mapping import assign
+
+    units = {u.name: u for u in arch.compute_units()}
+    at = assign(arch, trace.ops)
+    out: dict[str, Accelerator] = {}
+    for op in trace.ops:
+        unit = units.get(at[op.name])
+        if op.kind == "gemm" and unit is not None:
+            for t in op.inputs:
+                if t.role == "weight":
+                    out.setdefault(t.name, arch.unit_view(unit))
+    return out
 
 
 def check_dram(arch: Accelerator, trace, device: Device | None = None) -> Footprint:

@@ -122,7 +122,7 @@ def test_overrides_by_dotted_path():
     ({"array.rows": 32.0}, "array.rows: Input should be a valid integer (got 32.0)"),
     ({"buffer.kib": "512"}, "buffer.kib: Input should be a valid number (got '512')"),
     ({"sfu.passes.softmax": False}, "sfu.passes.softmax: Input should be a valid number"),
-    ({"version": True}, "version: Value error, expected the number 1, got true"),
+    ({"version": True}, "version: expected the number 1, got true"),
     ({"device": "../devices/zcu102"}, "device: device '../devices/zcu102' is not a device name"),
     ({"calibration.clock_mhz": -5}, "calibration.clock_mhz: Input should be greater than 0"),
     ({"calibration.clock_mhz": 0}, "calibration.clock_mhz: Input should be greater than 0"),
@@ -157,5 +157,102 @@ def test_device_clock_range_must_be_ordered():
 
     data = read_yaml(bundled_dir("arch") / "devices" / "zcu102.yaml")
     data["clock_mhz"] = {"min": 300, "max": 200}
-    with pytest.raises(dlmsim.InputError, match=r"clock_mhz: Value error, min 300 > max 200"):
+    with pytest.raises(dlmsim.InputError, match=r"clock_mhz: min 300 > max 200"):
         validate(Device, data, "zcu102.yaml")
+
+
+# ------------------------------------------------------------------------ spatial designs
+def _spatial(units, base="fp32-u280", **extra):
+    from dlmsim.arch import arch_from_data
+    from dlmsim.config import read_yaml
+
+    data = read_yaml(bundled_dir("arch") / f"{base}.yaml")
+    return arch_from_data({**data, "units": units, **extra}, "spatial.yaml")
+
+
+def test_units_take_the_template_and_add_up():
+    """Two array units on fp32-u280's template (8x8, OS, fold_overlap none), one 16 rows
+    high: 16 x 8 + 8 x 8 = 192 PEs; fp32 packs 1/5 MAC per DSP48E2, so 5 x 192 = 960 DSPs
+    for the arrays. The SFU unit keeps the template's 4 fp32 lanes."""
+    from dlmsim.arch import array_dsps
+
+    arch = _spatial({"qkv": {"kind": "array", "rows": 16, "ops": "*.qkv  *.attn_out,x"},
+                     "mlp": {"kind": "array"}, "vec": {"kind": "sfu"}})
+    units = arch.compute_units()
+    assert [u.name for u in units] == ["qkv", "mlp", "vec"]
+    assert (units[0].array.rows, units[0].array.cols, units[0].array.fold_overlap) == \
+        (16, 8, "none")
+    assert units[0].ops == ("*.qkv", "*.attn_out", "x")
+    assert units[2].sfu.lanes == 4 and units[2].region == "design"
+    assert arch.pes == 192 and array_dsps(arch, "dsp48e2") == 960
+    assert arch.unit_view(units[0]).array.rows == 16
+    temporal = dlmsim.load_arch("fp32-u280")
+    assert [u.name for u in temporal.compute_units()] == ["array", "sfu"]
+    assert temporal.unit_view(temporal.compute_units()[0]) is temporal
+
+
+def test_unit_keys_can_be_set_from_the_command_line():
+    arch = _spatial({"qkv": {"kind": "array"}, "vec": {"kind": "sfu"}})
+    data = arch.model_dump(mode="json")
+    from dlmsim.arch import arch_from_data
+
+    bigger = arch_from_data(data, "x", {"units.qkv.rows": 32, "units.vec.lanes": 8})
+    assert bigger.compute_units()[0].array.rows == 32
+    assert bigger.compute_units()[1].sfu.lanes == 8
+    with pytest.raises(dlmsim.InputError, match=r"unknown key 'units.qkv.rowz'; nearest: "
+                                                r"units.qkv.rows"):
+        arch_from_data(data, "x", {"units.qkv.rowz": 32})
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"units": {"a": {"kind": "array", "rowz": 8}}}, "units.a.rowz: unknown key"),
+    ({"units": {"a": {"kind": "array", "policy": "ws"}}},
+     "units.a: policy 'ws' is a dataflow the array does not support"),
+    ({"units": {"a": {"kind": "array", "weights": 8}}},
+     "units.a.weights: an fp32 array needs fp32 weights"),
+    ({"units": {"a": {"kind": "sfu", "functions": ["foo"]}}},
+     "functions: unknown SFU function 'foo'"),
+    ({"units": {"a": {"kind": "array"}},
+      "streams": {"s": {"producer": "a", "consumer": "b", "depth_bytes": 64}}},
+     "streams.s.consumer: no unit 'b'; units: a"),
+    ({"units": {"a": {"kind": "array"}, "b": {"kind": "sfu"}},
+      "streams": {"s": {"producer": "a", "consumer": "b", "depth_bytes": 64},
+                  "t": {"producer": "a", "consumer": "b", "depth_bytes": 64}}},
+     "streams.t: 's' already joins a to b"),
+    ({"units": {"a": {"kind": "array"}, "b": {"kind": "sfu"}},
+      "regions": {"r": {"units": ["a"]}}}, "regions: unit b is in no region"),
+    ({"units": {"a": {"kind": "array"}, "b": {"kind": "sfu"}},
+      "regions": {"r": {"units": ["a", "b"]}, "q": {"units": ["b"]}}},
+     "regions.q.units: 'b' is already in region 'r'"),
+    ({"units": {"a": {"kind": "array"}}, "regions": {"r": {"units": ["a"], "slr": 3}}},
+     r"regions.r.slr 3: u280 has 3 SLRs \(0-2\)"),
+    ({"units": {"dma": {"kind": "array"}}}, "units: 'dma' is not a unit name"),
+    ({"streams": {"s": {"producer": "a", "consumer": "b", "depth_bytes": 64}}},
+     "streams and regions connect `units`; the design declares none"),
+    ({"units": {"a": {"kind": "array", "rows": 8000, "cols": 8000}}},
+     "1 array of 64000000 PEs in all at Wfp32Afp32 needs 320000000 DSPs"),
+])
+def test_bad_spatial_designs_name_the_key(extra, message):
+    from dlmsim.arch import arch_from_data
+    from dlmsim.config import read_yaml
+
+    data = read_yaml(bundled_dir("arch") / "fp32-u280.yaml")
+    with pytest.raises(dlmsim.InputError, match=message) as e:
+        arch_from_data({**data, **extra}, "x.yaml")
+    assert "\n" not in str(e.value) and "Value error" not in str(e.value)
+
+
+def test_device_slrs_add_up_to_the_device():
+    """U280: three SLRs of 3008 DSPs each = 9024; SLR0 carries the shell's 195 BRAM36
+    (672 - 195 = 477 left). A device whose SLRs do not add up is refused."""
+    from dlmsim.arch import Device
+    from dlmsim.config import read_yaml, validate
+
+    dev = load_device("u280")
+    assert len(dev.slrs) == 3 and dev.slr_available(0)["bram36"] == 477
+    assert dev.slr_available(1)["bram36"] == 672 and dev.slr_crossing.latency_cycles == 2
+    data = read_yaml(bundled_dir("arch") / "devices" / "u280.yaml")
+    data["slrs"][0]["dsp"] = 3000
+    with pytest.raises(dlmsim.InputError, match="slrs: the SLRs' dsp add up to 9016, the "
+                                                "device has 9024"):
+        validate(Device, data, "u280.yaml")

@@ -166,7 +166,7 @@ def _bad_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
         ([unknown], f"{unknown}: model.hiden: unknown key"),
         ([zero], f"{zero}: model.hidden: Input should be greater than 0"),
         ([frac], f"{frac}: model.blocks: Input should be a valid integer (got 2.5)"),
-        ([heads], f"{heads}: model: Value error, heads 5 does not divide hidden 768"),
+        ([heads], f"{heads}: model: heads 5 does not divide hidden 768"),
         ([family], (f"{family}: Input tag 'gpt' found using 'family' does not match any of the "
                    "expected tags: 'mdlm', 'sedd', 'diffusion_lm', 'llada', 'sd_unet'")),
         (["mdlm-tiny", "--batch", "0"],
@@ -176,7 +176,7 @@ def _bad_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["mdlm-tiny", "--precision", "fp8"],
          "mdlm-tiny.yaml: run.precision: Input should be 'fp32', 'bf16' or 'fp16' (got 'fp8')"),
         (["llada-8b", "--seq-len", "64"],
-         "llada-8b.yaml: run: Value error, gen_len 128 exceeds seq_len 64"),
+         "llada-8b.yaml: run: gen_len 128 exceeds seq_len 64"),
         ([chain], (f"{chain}: op 'act': input 'h' is [1,16,128] but op 'ffn1' made it "
                   "[1,16,256]")),
         ([chain, "--batch", "2"], (f"{chain} is a trace file: run overrides (batch) do not "

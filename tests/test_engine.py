@@ -134,7 +134,8 @@ def test_one_buffer_port_serialises_transfers_and_compute():
         (350, "array", "gemm", 1, 450),
         (450, "dma_out", "gemm", 1, 500),
     ]
-    assert run.timings[0].stall == {"dram": 200, "capacity": 0, "port": 50, "dependency": 0}
+    assert run.timings[0].stall == {"dram": 200, "capacity": 0, "port": 50, "dependency": 0,
+                                    "fifo_empty": 0, "fifo_full": 0}
     three = run_segment([_plan(GEMM, "array", 200, 200, 100)], 1.0, 0, ports=3)
     assert three.cycles == 350 and three.timings[0].stall["port"] == 0
 
@@ -152,7 +153,8 @@ def test_small_tile_pool_delays_the_next_op():
     run = run_segment(plans, 1.0, 0, record=True, pool_bytes=100)
     assert run.cycles == 700
     assert min(e[3] for e in run.events if e[1] == "gemm2") == 350
-    assert run.timings[1].stall == {"dram": 100, "capacity": 50, "port": 0, "dependency": 0}
+    assert run.timings[1].stall == {"dram": 100, "capacity": 50, "port": 0, "dependency": 0,
+                                    "fifo_empty": 0, "fifo_full": 0}
     roomy = run_segment(plans, 1.0, 0, pool_bytes=120)
     assert roomy.cycles < 700 and roomy.timings[1].stall["capacity"] == 0
 
@@ -347,3 +349,24 @@ def test_memory_utilisation_never_above_one(name):
         for eff in (0.05, 0.85):
             res = simulate(dlmsim.load_arch(arch_name, **{"memory.efficiency": eff}), t)
             assert 0 < res.utilisation["memory"] <= 1 + 1e-9, (arch_name, eff)
+
+
+# ----------------------------------------------------------------------- spatial designs
+@pytest.mark.parametrize("name", ["fp32-u280", "int8-u280", "sda-zcu102"])
+def test_spatial_design_of_one_array_and_one_sfu_is_the_temporal_design(name):
+    """The temporal design is the one-unit case of the spatial one: the same arch with its
+    array and SFU declared as units `mesh` and `vec` gives the same result to the last bit
+    (summary, every op row, every timeline event) but for the units' names."""
+    from dlmsim.arch import arch_from_data
+    from dlmsim.config import bundled_dir, read_yaml
+
+    data = read_yaml(bundled_dir("arch") / f"{name}.yaml")
+    spatial = arch_from_data({**data, "units": {"mesh": {"kind": "array"},
+                                                "vec": {"kind": "sfu"}}}, "spatial")
+    trace = dlmsim.load_workload("mdlm-small", batch=2, seq_len=128, steps=4)
+    a = simulate(dlmsim.load_arch(name), trace, timeline=True)
+    b = simulate(spatial, trace, timeline=True)
+    assert a.summary() == b.summary()
+    rename = {"array": "mesh", "sfu": "vec"}
+    assert a.ops.assign(unit=a.ops.unit.replace(rename)).equals(b.ops)
+    assert [(rename.get(e[0], e[0]), *e[1:]) for e in a.timeline] == b.timeline

@@ -299,3 +299,52 @@ def test_auto_compares_the_pair_in_each_order():
     assert m.choose_dataflow(CONV, None, GN)[0] == want_gn
     assert m.choose_dataflow(CONV, None, SOFT)[0] == want_sm
     assert m.choose_dataflow(CONV, None)[0] == ("ws" if ws < os_ else "os")
+
+
+# ---------------------------------------------------------------------- spatial designs
+def _spatial(units, **extra):
+    from dlmsim.arch import arch_from_data
+    from dlmsim.config import bundled_dir, read_yaml
+
+    data = read_yaml(bundled_dir("arch") / "fp32-u280.yaml")
+    return arch_from_data({**data, "units": units, **extra}, "spatial.yaml")
+
+
+def _fc(name, k, n, block=None):
+    return Op(name, "gemm", "linear", (Tensor(f"{name}.x", (1, k)),
+                                       Tensor(f"{name}.w", (k, n), role="weight")),
+              (Tensor(name, (1, n)),), block=block)
+
+
+def test_assignment_by_pattern_function_and_balanced_work():
+    """Units: a1 8x8 (64 PEs, auto), a2 16x8 (128 PEs, auto), qk (ops *.scores), s1 (a
+    softmax SFU claiming fn:softmax), s2 (auto SFU). GEMM groups by work (MACs = K x N):
+    blocks.*.fc 2 x 500 = 1000, up 600, down 500. Longest first, each to the unit that then
+    finishes soonest at its PE rate: fc -> a1 1000/64 = 15.6 or a2 1000/128 = 7.8: a2;
+    up -> a1 600/64 = 9.4 or a2 7.8 + 4.7 = 12.5: a1; down -> a1 9.4 + 7.8 = 17.2 or
+    a2 7.8 + 3.9 = 11.7: a2. The scores matmul goes to qk by name, the softmax to s1 by
+    function, the GELU (s1 does not implement it) to s2; the embedding gather to the DMA."""
+    from dlmsim.mapping import assign
+
+    arch = _spatial({"a1": {"kind": "array"}, "a2": {"kind": "array", "rows": 16},
+                     "qk": {"kind": "array", "ops": "*.scores"},
+                     "s1": {"kind": "sfu", "functions": ["softmax"], "ops": "fn:softmax"},
+                     "s2": {"kind": "sfu"}})
+    q = Tensor("q", (1, 4, 8))
+    ops = [_fc("blocks.0.fc", 10, 50, 0), _fc("blocks.1.fc", 10, 50, 1), _fc("up", 10, 60),
+           _fc("down", 10, 50),
+           Op("blocks.0.scores", "gemm", "matmul", (q, q), (Tensor("s", (1, 4, 4)),)),
+           Op("blocks.0.softmax", "sfu", "softmax", (Tensor("s", (1, 4, 4)),),
+              (Tensor("p", (1, 4, 4)),)),
+           Op("gelu", "sfu", "gelu", (Tensor("g", (1, 8)),), (Tensor("h", (1, 8)),)),
+           Op("embed", "gather", "embedding", (Tensor("e", (10, 8), role="weight"),
+                                                Tensor("t", (1, 2), role="index")),
+              (Tensor("x", (1, 2, 8)),))]
+    assert assign(arch, ops) == {"blocks.0.fc": "a2", "blocks.1.fc": "a2", "up": "a1",
+                                 "down": "a2", "blocks.0.scores": "qk",
+                                 "blocks.0.softmax": "s1", "gelu": "s2", "embed": "dma"}
+    narrow = _spatial({"a": {"kind": "array"}, "s": {"kind": "sfu", "functions": ["gelu"]}})
+    with pytest.raises(dlmsim.InputError, match="no unit runs op blocks.0.softmax "
+                                                r"\(softmax\): it needs an SFU implementing "
+                                                "softmax"):
+        assign(narrow, ops)

@@ -190,7 +190,7 @@ def test_bad_trace_file(tmp_path, changes, message):
         ({**TOY, "schedule": {"steps": True, "forward_passes": 1}},
          "schedule.steps: Input should be a valid integer"),
         ({**TOY, "ops": []}, "the trace has no ops"),
-        ({**TOY, "run": {"batch": "two"}}, "Value error, run.batch must be a positive integer"),
+        ({**TOY, "run": {"batch": "two"}}, "run.batch must be a positive integer"),
         ({**TOY, "inputs": [{"name": "x", "shape": [1, 0, 64]}]},
          "trace inputs: tensor 'x' has shape"),
     ],

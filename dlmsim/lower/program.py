@@ -81,6 +81,9 @@ def lowered_arch(arch: Accelerator) -> Accelerator:
     generated yet, so a design whose policy may pick WS is lowered and predicted with
     `policy: os`) whose PEs run one tile after another without a gap (`fold_overlap:
     full`: the next tile's operands follow the last ones into the PE)."""
+    if arch.is_spatial:
+        raise InputError(f"arch {arch.name} is a spatial design (units:); `dlmsim lower` "
+                         "generates temporal designs (one array and one SFU) so far")
     if "os" not in arch.array.dataflows:
         raise InputError(f"arch {arch.name}: the lowering generates an output-stationary "
                          "array; this design supports only "
