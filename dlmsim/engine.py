@@ -95,9 +95,11 @@ def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: 
     env = simpy.Environment()
     # Write-backs go before queued reads (priority 0 < 1): consumers reading them back wait.
     mem = simpy.PriorityResource(env, capacity=1)
-    # At most three holders exist (the array, the SFU, the one DMA transfer on the channel):
-    # with three ports or more nobody waits, and the resource is left out (same result).
-    port = simpy.Resource(env, capacity=ports) if ports and ports < 3 else None
+    # At most one holder per compute unit plus the one DMA transfer on the channel exist
+    # (three in a temporal design): with that many ports nobody waits, and the resource is
+    # left out (same result).
+    holders = len({p.unit for p in plans if p.unit != "dma"}) + 1
+    port = simpy.Resource(env, capacity=ports) if ports and ports < holders else None
     n = len(plans)
     timings = [OpTiming() for _ in plans]
     # When op j's first load waited for pool space, and each load for a buffer port.
