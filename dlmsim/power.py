@@ -78,7 +78,6 @@ COEFFICIENTS = {c.name: c for c in (
                 "ultra-bandwidth solutions) quotes 6.0 pJ/bit average device power"),
 )}
 
-UNITS = ("array", "sfu")  # units whose dynamic energy follows their busy cycles
 
 
 def _e(name: str) -> float:
@@ -133,11 +132,16 @@ def unit_pj_per_cycle(res_unit: dict[str, float], dsp_family: str) -> float:
 
 
 def buffer_bytes_per_cycle(arch: Accelerator) -> dict[str, float]:
-    """Bytes each busy unit moves through the tile buffer per cycle (capped by its ports)."""
+    """Bytes each busy compute unit moves through the tile buffer per cycle (capped by its
+    ports): an array's row and column operands, an SFU's elements in and out."""
     cap = arch.buffer.ports * arch.buffer.bytes_per_cycle
-    ab, wb = bytes_of(arch.bits.activations), bytes_of(arch.bits.weights)
-    return {"array": min(cap, arch.array.rows * ab + arch.array.cols * wb),
-            "sfu": min(cap, 2 * arch.sfu.elems_per_cycle * ab), "dma": 0.0}
+    out = {}
+    for u in arch.compute_units():
+        view = arch.unit_view(u)
+        ab, wb = bytes_of(view.bits.activations), bytes_of(view.bits.weights)
+        out[u.name] = min(cap, u.array.rows * ab + u.array.cols * wb) if u.kind == "array" \
+            else min(cap, 2 * u.sfu.elems_per_cycle * ab)
+    return out
 
 
 def estimate(arch: Accelerator, device: Device, resources, ops, total_cycles: float,
@@ -150,8 +154,11 @@ def estimate(arch: Accelerator, device: Device, resources, ops, total_cycles: fl
     seconds = total_cycles / f
     units = resources.by_unit
     ff = sum(u.get("ff", 0) for u in units.values())
+    # Compute units (the array and the SFU of a temporal design): their dynamic energy
+    # follows their busy cycles.
+    names = [u.name for u in arch.compute_units()]
     e_cycle = {u: unit_pj_per_cycle(units.get(u, {}), device.dsp_family) * 1e-12
-               for u in UNITS}
+               for u in names}
     e_buffer_byte = 8 * _e("uram_bit" if resources.buffer_memory == "uram" else "bram_bit")
     _, mem = arch.off_chip(device)
     e_dram_byte = 8 * _e(mem.technology)
@@ -162,7 +169,7 @@ def estimate(arch: Accelerator, device: Device, resources, ops, total_cycles: fl
     p_static = device.power.static_w + device.power.platform_w
     p_clock = ff * _e("ff_clock") * f
 
-    by_unit = dict.fromkeys((*UNITS, "buffer", "memory interface", "dram", "clock", "static"),
+    by_unit = dict.fromkeys((*names, "buffer", "memory interface", "dram", "clock", "static"),
                             0.0)
     by_kind: dict[str, float] = {}
     by_phase = dict.fromkeys(("once", "forward", "step"), 0.0)
@@ -197,7 +204,7 @@ def estimate(arch: Accelerator, device: Device, resources, ops, total_cycles: fl
     bw = bandwidth_bytes_per_cycle
     peak = p_static + p_clock + f * (
         sum(e_cycle.values())
-        + (per_cycle_bytes["array"] + per_cycle_bytes["sfu"] + bw) * e_buffer_byte
+        + (sum(per_cycle_bytes.values()) + bw) * e_buffer_byte
         + bw * (e_dram_byte + e_iface_byte))
     return Power(seconds=seconds, by_unit=by_unit, by_kind=by_kind, by_phase=per_exec,
                  peak_w=peak, tokens_per_run=tokens_per_run, op_energy_j=op_energy)
