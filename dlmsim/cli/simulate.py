@@ -304,9 +304,10 @@ def _print_baseline(res, base) -> None:
     out.print(t)
     speed = base.seconds / res.seconds
     eff = p.tokens_per_j / base.tokens_per_j
-    out.print(f"speed: the design takes {1 / speed:.3g}x the {g.name}'s time "
-              f"({'faster' if speed > 1 else 'slower'}: {max(speed, 1 / speed):.3g}x); "
-              f"energy efficiency: {eff:.3g}x the {g.name}'s {tok}s per joule. The GPU "
+    out.print(f"speed: the design is {max(speed, 1 / speed):.3g}x "
+              f"{'faster' if speed > 1 else 'slower'} than the {g.name} estimate (GPU time / "
+              f"design time = {speed:.3g}); energy efficiency: the design makes {eff:.3g}x "
+              f"the {g.name}'s {tok}s per joule. The GPU "
               f"figure is max(FLOPs / peak, bytes / bandwidth) per op over its datasheet "
               f"({base.roofline_s:.4g} s at roofline), energy at its {g.tdp_w:g} W TDP "
               "(an upper bound); dlmsim.gpu states the model.", highlight=False)

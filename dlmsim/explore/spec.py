@@ -53,7 +53,8 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 WORKLOAD_METRICS = ("latency_run_s", "latency_forward_s", "latency_step_s", "tokens_per_s",
                     "total_cycles", "util_array", "util_sfu", "util_memory_bw",
                     "dram_bytes_per_run", "power_w", "power_peak_w", "energy_run_j",
-                    "energy_forward_j", "energy_per_token_j", "tokens_per_j")
+                    "energy_forward_j", "energy_step_j", "energy_per_token_j",
+                    "tokens_per_j")
 RESOURCES = ("dsp", "bram36", "uram", "lut", "ff")
 RESOURCE_METRICS = tuple(f"{k}_used" for k in RESOURCES) + tuple(f"{k}_frac" for k in RESOURCES)
 # Accuracy proxy (dlmsim.quant.accuracy_proxy) keys usable as accuracy_<key>.
@@ -575,6 +576,7 @@ def metric_label(name: str) -> str:
         "util_memory_bw": "memory-bandwidth utilisation (fraction)",
         "power_w": "average power (W)", "power_peak_w": "peak power (W)",
         "energy_run_j": "energy per run (J)", "energy_forward_j": "energy per forward (J)",
+        "energy_step_j": "energy per step (J)",
         "energy_per_token_j": "energy per token (J)", "tokens_per_j": "tokens per joule",
         "accuracy_top1": "top-1 agreement (fraction)", "accuracy_kl": "KL divergence (nats)",
         "accuracy_output_sqnr_db": "output SQNR (dB)", "accuracy_block_sqnr_db":
