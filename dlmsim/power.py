@@ -111,6 +111,7 @@ class Power:
 
     @property
     def dynamic_w(self) -> float:
+        """Average power beyond the static part (the clock tree included)."""
         return self.average_w - self.by_unit["static"] / self.seconds if self.seconds else 0.0
 
     @property

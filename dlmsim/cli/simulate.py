@@ -168,7 +168,7 @@ def _print_tables(res, acc, top: int) -> None:
         _secs(res.seconds * cal) if cal else "")
     row("forward passes per run", f"{res.forward_passes:.2f} passes")
     row("sampling steps", f"{res.steps} steps")
-    unit = "images/s" if "image_size" in res.run else "tokens/s"  # a U-Net makes images
+    unit = f"{_per_token_unit(res)}s/s"
     row("throughput", f"{res.tokens_per_s:.4g} {unit}",
         f"{res.tokens_per_s / cal:.4g} {unit}" if cal else "")
     row("array utilisation", f"{s['util_array']:.1%}")
