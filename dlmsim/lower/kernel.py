@@ -256,14 +256,19 @@ def _requant(k: KernelSpec, var: str) -> list[str]:
 
 
 def _a_load(tag: str, rows: str, row0: str) -> list[str]:
-    """fetch_a: `rows` rows of A from DRAM into the tile buffer, row by row in port beats."""
-    return [f"for r{tag} in range({rows}):", f"    row{tag}: int32 = {row0} + r{tag}",
-            f'    for kk{tag} in range(kw, name="burst", pipeline=True):',
-            f"        for e{tag} in range(WE):",
-            f"            kq{tag}: int32 = kk{tag} * WE + e{tag}",
-            f"            if row{tag} < M and kq{tag} < K:",
-            f"                abuf[r{tag}, kq{tag}] = act[base + row{tag} * a_rs + kq{tag}]",
-            "            else:", f"                abuf[r{tag}, kq{tag}] = 0"]
+    """fetch_a: `rows` rows of A from DRAM into the tile buffer in port beats, one
+    pipelined loop over rows x beats (one burst stream: the memory latency once)."""
+    r, kk = f"lr{tag}", f"lk{tag}"
+    return [f"{r}: int32 = 0", f"{kk}: int32 = 0",
+            f'for t{tag} in range({rows} * kw, name="burst", pipeline=True):',
+            f"    row{tag}: int32 = {row0} + {r}",
+            f"    for e{tag} in range(WE):",
+            f"        kq{tag}: int32 = {kk} * WE + e{tag}",
+            f"        if row{tag} < M and kq{tag} < K:",
+            f"            abuf[{r}, kq{tag}] = act[base + row{tag} * a_rs + kq{tag}]",
+            "        else:", f"            abuf[{r}, kq{tag}] = 0",
+            f"    {kk} += 1", f"    if {kk} == kw:", f"        {kk} = 0",
+            f"        {r} += 1"]
 
 
 def _fetch_a(k: KernelSpec) -> str:
@@ -290,24 +295,36 @@ def fetch_a(act: TyA[NACT], op: int32, M: int32, K: int32, N: int32, Z: int32, H
                 if order == 1:
 {_indent(_a_load("g", "mtr", "o * mtr"), 20)}                for i in range(nin):
                     if order == 0:
-{_indent(_a_load("b", "R", "i * R"), 24)}                    for rb in range(nrb):
-                        for g in range(ng):
-                            for ps in range(passes):
-                                for k in range(K, name="feed", pipeline=True):
-                                    for q in range(R):
-                                        a_s[q, ia] = abuf[rb * R + q, k]
-                                    ia += 1
+{_indent(_a_load("b", "R", "i * R"), 24)}                    k: int32 = 0
+                    rb: int32 = 0
+                    it: int32 = 0
+                    for t in range(nrb * ng * passes * K, name="feed", pipeline=True):
+                        for q in range(R):
+                            a_s[q, ia] = abuf[rb * R + q, k]
+                        ia += 1
+                        k += 1
+                        if k == K:  # the next tile: pass, column group, then row block
+                            k = 0
+                            it += 1
+                            if it == ng * passes:
+                                it = 0
+                                rb += 1
     else:
         nw: int32 = (N + L - 1) // L
-        for row1 in range(M):
-            for jj in range(nw, name="row", pipeline=True):
-                for l in range(L):
-                    j: int32 = jj * L + l
-                    if j < N:
-                        x0_s[l, ix] = act[a0 + row1 * a_rs + j]
-                    else:
-                        x0_s[l, ix] = 0
-                ix += 1
+        row1: int32 = 0
+        jj: int32 = 0
+        for t1 in range(M * nw, name="row", pipeline=True):
+            for l in range(L):
+                j: int32 = jj * L + l
+                if j < N:
+                    x0_s[l, ix] = act[a0 + row1 * a_rs + j]
+                else:
+                    x0_s[l, ix] = 0
+            ix += 1
+            jj += 1
+            if jj == nw:
+                jj = 0
+                row1 += 1
 '''
 
 
@@ -328,40 +345,46 @@ def _b_first(k: KernelSpec, tag: str, pc: str) -> list[str]:
                  f"c1{tag}: TyW = bt[col{tag} + 1 - pc{tag} * pw, k{tag}]"]
     return [
         f"pc{tag}: int32 = {pc}", "if b_t == 1:",
-        f"    for n{tag} in range(pw):",
-        f'        for kk{tag} in range(kw, name="burst", pipeline=True):',
-        f"            for e{tag} in range(WE):",
-        f"                kt{tag}: int32 = kk{tag} * WE + e{tag}",
-        f"                if pc{tag} * pw + n{tag} < N and kt{tag} < K:",
-        (f"                    bt[n{tag}, kt{tag}] = act[base + (pc{tag} * pw + n{tag}) * b_rs"
+        f"    n{tag}: int32 = 0", f"    kk{tag}: int32 = 0",
+        f'    for u{tag} in range(pw * kw, name="burst", pipeline=True):',
+        f"        for e{tag} in range(WE):",
+        f"            kt{tag}: int32 = kk{tag} * WE + e{tag}",
+        f"            if pc{tag} * pw + n{tag} < N and kt{tag} < K:",
+        (f"                bt[n{tag}, kt{tag}] = act[base + (pc{tag} * pw + n{tag}) * b_rs"
          f" + kt{tag}]"),
-        "                else:", f"                    bt[n{tag}, kt{tag}] = 0",
-        f"for g{tag} in range(ng):",
-        f"    for ps{tag} in range(passes):",
-        f'        for k{tag} in range(K, name="first", pipeline=True):',
-        f"            for j{tag} in range(CP):",
-        f"                col{tag}: int32 = pc{tag} * pw + g{tag} * C + j{tag} * PACK",
-        f"                w{tag}: TyW = 0",
-        "                if b_src == 0:",
-        f"                    w{tag} = wts[base + iw + j{tag}]",
-        f"                elif col{tag} < N:",
-        "                    if b_t == 1:", *[f"                        {x}" for x in pre_t],
-        f"                        w{tag} = {trans}",
-        "                    else:", *[f"                        {x}" for x in pre_d],
-        f"                        w{tag} = {direct}",
-        f"                wpan[(ps{tag} * K + k{tag}) * pwp + g{tag} * CP + j{tag}] = w{tag}",
-        f"                b_s[j{tag}, ib] = w{tag}",
-        "            ib += 1", "            iw += CP"]
+        "            else:", f"                bt[n{tag}, kt{tag}] = 0",
+        f"        kk{tag} += 1", f"        if kk{tag} == kw:", f"            kk{tag} = 0",
+        f"            n{tag} += 1",
+        f"g{tag}: int32 = 0", f"ps{tag}: int32 = 0", f"k{tag}: int32 = 0",
+        f'for t{tag} in range(ng * passes * K, name="first", pipeline=True):',
+        f"    for j{tag} in range(CP):",
+        f"        col{tag}: int32 = pc{tag} * pw + g{tag} * C + j{tag} * PACK",
+        f"        w{tag}: TyW = 0",
+        "        if b_src == 0:",
+        f"            w{tag} = wts[base + iw + j{tag}]",
+        f"        elif col{tag} < N:",
+        "            if b_t == 1:", *[f"                {x}" for x in pre_t],
+        f"                w{tag} = {trans}",
+        "            else:", *[f"                {x}" for x in pre_d],
+        f"                w{tag} = {direct}",
+        f"        wpan[(ps{tag} * K + k{tag}) * pwp + g{tag} * CP + j{tag}] = w{tag}",
+        f"        b_s[j{tag}, ib] = w{tag}",
+        "    ib += 1", "    iw += CP", f"    k{tag} += 1",
+        f"    if k{tag} == K:  # tile order: k, pass, column group",
+        f"        k{tag} = 0", f"        ps{tag} += 1", f"        if ps{tag} == passes:",
+        f"            ps{tag} = 0", f"            g{tag} += 1"]
 
 
 def _b_again(tag: str) -> list[str]:
     """fetch_b: a later use of the panel in the tile buffer, replayed in tile order."""
-    return [f"for g{tag} in range(ng):", f"    for ps{tag} in range(passes):",
-            f'        for k{tag} in range(K, name="feed", pipeline=True):',
-            f"            for j{tag} in range(CP):",
-            (f"                b_s[j{tag}, ib] = wpan[(ps{tag} * K + k{tag}) * pwp + g{tag} * CP"
+    return [f"g{tag}: int32 = 0", f"ps{tag}: int32 = 0", f"k{tag}: int32 = 0",
+            f'for t{tag} in range(ng * passes * K, name="feed", pipeline=True):',
+            f"    for j{tag} in range(CP):",
+            (f"        b_s[j{tag}, ib] = wpan[(ps{tag} * K + k{tag}) * pwp + g{tag} * CP"
              f" + j{tag}]"),
-            "            ib += 1"]
+            "    ib += 1", f"    k{tag} += 1", f"    if k{tag} == K:", f"        k{tag} = 0",
+            f"        ps{tag} += 1", f"        if ps{tag} == passes:", f"            ps{tag} = 0",
+            f"            g{tag} += 1"]
 
 
 def _fetch_b(k: KernelSpec) -> str:
@@ -398,15 +421,20 @@ def fetch_b(wts: TyW[NWTS], act: TyA[NACT], op: int32, K: int32, N: int32, Z: in
 {_indent(_b_first(k, "i", "i1"), 24)}                        for rb in range(1, nrb):
 {_indent(_b_again("b"), 28)}    elif op == SWIGLU or op == ADD or op == GATED:
         nw: int32 = (N + L - 1) // L
-        for row1 in range(M):
-            for jj in range(nw, name="row", pipeline=True):
-                for l in range(L):
-                    j1: int32 = jj * L + l
-                    if j1 < N:
-                        x1_s[l, ix] = act[b0 + row1 * b_rs + j1]
-                    else:
-                        x1_s[l, ix] = 0
-                ix += 1
+        row1: int32 = 0
+        jj: int32 = 0
+        for t1 in range(M * nw, name="row", pipeline=True):
+            for l in range(L):
+                j1: int32 = jj * L + l
+                if j1 < N:
+                    x1_s[l, ix] = act[b0 + row1 * b_rs + j1]
+                else:
+                    x1_s[l, ix] = 0
+            ix += 1
+            jj += 1
+            if jj == nw:
+                jj = 0
+                row1 += 1
 '''
 
 
@@ -514,26 +542,39 @@ def store(act: TyA[NACT], op: int32, M: int32, N: int32, Z: int32, H: int32, ord
                 for i in range(nin):
                     pc: int32 = o if order == 0 else i
                     gr: int32 = i * R if order == 0 else o * mtr
-                    for rb in range(nrb):
-                        for g in range(ng):
-                            for r in range(R, name="out", pipeline=True):
-                                row: int32 = gr + rb * R + r
-                                for c in range(C):
-                                    n: int32 = pc * pw + g * C + c
-                                    v: TyA = y_s[c, iy]
-                                    if row < M and n < N:
-                                        act[base + row * y_rs + n] = v
-                                iy += 1
+                    rb: int32 = 0
+                    g: int32 = 0
+                    r: int32 = 0
+                    for t in range(nrb * ng * R, name="out", pipeline=True):
+                        row: int32 = gr + rb * R + r
+                        for c in range(C):
+                            n: int32 = pc * pw + g * C + c
+                            v: TyA = y_s[c, iy]
+                            if row < M and n < N:
+                                act[base + row * y_rs + n] = v
+                        iy += 1
+                        r += 1
+                        if r == R:  # the array's order: rows, column group, row block
+                            r = 0
+                            g += 1
+                            if g == ng:
+                                g = 0
+                                rb += 1
     else:
         nw: int32 = (N + L - 1) // L
-        for row1 in range(M):
-            for jj in range(nw, name="row", pipeline=True):
-                for l in range(L):
-                    j: int32 = jj * L + l
-                    v1: TyA = z_s[l, iz]
-                    if j < N:
-                        act[y0 + row1 * y_rs + j] = v1
-                iz += 1
+        row1: int32 = 0
+        jj: int32 = 0
+        for t1 in range(M * nw, name="row", pipeline=True):
+            for l in range(L):
+                j: int32 = jj * L + l
+                v1: TyA = z_s[l, iz]
+                if j < N:
+                    act[y0 + row1 * y_rs + j] = v1
+            iz += 1
+            jj += 1
+            if jj == nw:
+                jj = 0
+                row1 += 1
 """
 
 
