@@ -68,7 +68,7 @@ def test_one_array_and_one_pe_call_site(lowered):
     """A temporal design has ONE array: `array_unit` (called once, from accel) holds the
     only call of `pe`, inside the PE grid loop that `unfold` turns into rows x cols/PACK
     PE functions; every GEMM tile goes through it (each call site would be its own RTL
-    instance, UG1399). accel is the five processes of the dataflow region, in order."""
+    instance, UG1399). accel is the seven processes of the dataflow region, in order."""
     for res in lowered.values():
         fns = _functions(res)
         assert {f for f, fn in fns.items() if _calls(fn, "pe")} == {"array_unit"}
@@ -80,7 +80,7 @@ def test_one_array_and_one_pe_call_site(lowered):
         accel = fns["accel"]
         procs = [n.value.func.id for n in accel.body if isinstance(n, ast.Expr)
                  and isinstance(n.value, ast.Call)]
-        assert procs == ["fetch_a", "fetch_b", "array_unit", "sfu_unit", "store"]
+        assert procs == ["fetch_a", "fetch_b", "array_unit", "sfu_a", "sfu_b", "sfu_c", "store"]
         assert "sa.unfold('array_unit:PE', [0, 1])" in ast.unparse(fns["schedule_array"])
 
 
@@ -104,16 +104,17 @@ def test_no_generated_name_is_reserved_by_allo_and_none_is_redeclared(lowered):
 
 
 def test_schedule_streams_every_channel_and_pipelines_the_per_cycle_loops(lowered):
-    """schedule_hls makes accel one dataflow region with its six buffers as FIFOs, and every
+    """schedule_hls makes accel one dataflow region with its buffers as FIFOs, and every
     loop that moves one beat / one row / one element group per cycle asks for II=1."""
     for res in lowered.values():
         text = (res.out_dir / "kernels.py").read_text()
         fns = _functions(res)
         sched = ast.unparse(fns["schedule_hls"])
         assert "s.dataflow('accel')" in sched
-        for buf in ("a_s", "b_s", "y_s", "x0_s", "x1_s", "z_s"):
+        for buf in ("a_s", "b_s", "y_s", "x0_s", "x1_s", "z_s", "st_a", "st_b", "xa_s",
+                    "xb_s"):
             assert f"'{buf}'" in sched
-        for loop in ("burst", "feed", "first", "out", "row", "load"):
+        for loop in ("burst", "feed", "first", "out", "row", "stats", "apply"):
             assert f'name="{loop}", pipeline=True' in text, loop
 
 
@@ -180,7 +181,7 @@ def test_gemm_descriptor_on_a_hand_made_memory():
     k = KernelSpec(rows=2, cols=2, pack=2, a_bits=8, w_bits=4, acc_bits=32, sfu_lanes=1, we=1,
                    k_max=5, pw_max=2, mt_max=2, wpan_words=10, bt_rows=1, bt_cols=1,
                    n_max=1, passes_max=1, act_words=64, wts_words=16, prm_words=8, t_max=4,
-                   tk_max=20, y_stream=8, x_stream=1, fns=())
+                   tk_max=20, y_stream=8, x_stream=1, sfu_rows=1, fns=())
     a = np.add.outer(np.arange(3), np.arange(5)) - 3
     w = (np.add.outer(np.arange(5), 2 * np.arange(4)) % 15) - 7
     act = np.zeros(64, np.int8)

@@ -35,8 +35,8 @@ def test_the_emitted_program_is_the_design():
     assert rep["failures"] == [], format_report(rep)
     assert rep["array"] == {"pe_rows": 4, "pe_cols": 2, "pes": 8, "macs_per_pe": 2,
                             "instances": 1}
-    assert rep["dataflow"]["processes"] == ["fetch_a", "fetch_b", "array_unit", "sfu_unit",
-                                            "store"]
+    assert rep["dataflow"]["processes"] == ["fetch_a", "fetch_b", "array_unit", "sfu_a",
+                                            "sfu_b", "sfu_c", "store"]
     assert {b: v["bits"] for b, v in rep["m_axi"].items()} == {"gmem0": 128, "gmem1": 128,
                                                               "gmem2": 128}
     est = rep["estimate"]

@@ -113,23 +113,24 @@ class Machine:
               if fn in ("swiglu", "add", "gated") else None)
 
         nw = -(-n // lanes)
-
-        def lanes_of(v: np.ndarray, fill: float) -> np.ndarray:
-            """[m, n] -> [m, nw, lanes]: element j in lane j % L, word j // L."""
-            pad = np.full((m, nw * lanes), fill, f32)
-            pad[:, :n] = v
-            return pad.reshape(m, nw, lanes)
+        pad = np.zeros((m, nw * lanes), f32)
 
         def lane_sum(v: np.ndarray) -> np.ndarray:
-            """The kernel's reduction: per lane over the words in order, then the lanes."""
-            w = lanes_of(v, 0.0)
-            part = np.zeros((m, lanes), f32)
+            """The kernel's reduction: partial l*4 + w % 4 over the words w of lane l in
+            order (FADD = 4 partials per lane), then the partials in kernel.tree's tree."""
+            pad[:, :n] = v
+            pad[:, n:] = 0
+            w = pad.reshape(m, nw, lanes)
+            part = np.zeros((m, lanes, 4), f32)
             for jj in range(nw):
-                part = (part + w[:, jj]).astype(f32)
-            tot = np.zeros(m, f32)
-            for lane in range(lanes):
-                tot = (tot + part[:, lane]).astype(f32)
-            return tot[:, None]
+                part[:, :, jj % 4] = (part[:, :, jj % 4] + w[:, jj]).astype(f32)
+            terms = [part[:, i // 4, i % 4] for i in range(lanes * 4)]
+            while len(terms) > 1:
+                nxt = [(terms[i] + terms[i + 1]).astype(f32) for i in range(0, len(terms) - 1, 2)]
+                if len(terms) % 2:
+                    nxt.append(terms[-1])
+                terms = nxt
+            return terms[0][:, None]
 
         rows = np.arange(m)
         bq, lq = rows // d["seq"], rows % d["seq"]
@@ -148,24 +149,10 @@ class Machine:
             else:
                 inv = (f32(1.0) / np.sqrt(ms + eps)).astype(f32)
                 z = (x * inv).astype(f32) * g
-        elif fn == "softmax":  # online softmax per lane, lanes combined in order
-            w = lanes_of(x, 0.0)
-            pm = np.full((m, lanes), f32(-3.0e38), f32)
-            ps = np.zeros((m, lanes), f32)
-            for jj in range(nw):
-                valid = (jj * lanes + np.arange(lanes)) < n
-                xv = w[:, jj]
-                up = valid & (xv > pm)
-                ps = np.where(up, (ps * np.exp(np.minimum(pm - xv, 0))).astype(f32), ps)
-                pm = np.where(up, xv, pm)
-                ps = np.where(valid, (ps + np.exp(np.where(valid, xv - pm, 0))).astype(f32),
-                              ps)
-            mx = pm.max(axis=1, keepdims=True)
-            sm = np.zeros((m, 1), f32)
-            for lane in range(lanes):
-                term = (ps[:, lane:lane + 1] * np.exp(pm[:, lane:lane + 1] - mx)).astype(f32)
-                sm = np.where(ps[:, lane:lane + 1] > 0, (sm + term).astype(f32), sm)
-            z = np.exp(x - mx).astype(f32) * (f32(1.0) / sm).astype(f32)
+        elif fn == "softmax":
+            mx = x.max(axis=1, keepdims=True)
+            e = np.exp(x - mx).astype(f32)
+            z = e * (f32(1.0) / lane_sum(e)).astype(f32)
         elif fn == "gelu_tanh":
             z = f32(0.5) * x * (f32(1.0) + np.tanh(f32(0.7978845608028654) * (
                 x + f32(0.044715) * x * x * x)))

@@ -79,6 +79,7 @@ class KernelSpec:
     tk_max: int  # most tiles x K of one op: per-lane length of the A and B streams
     y_stream: int  # llvm buffer sizes of the output streams (HLS: FIFOs of depth `fifo_depth`)
     x_stream: int
+    sfu_rows: int  # rows of the SFU op with the most rows
     fns: tuple[str, ...]  # SFU functions the program uses
     fifo_depth: int = 4
 
@@ -100,7 +101,7 @@ def kernel_text(k: KernelSpec, header: str) -> str:
     """The whole kernels.py: header docstring, constants, the processes, `accel`,
     `schedule_hls`."""
     return "".join([header, _constants(k), _pe(k), _fetch_a(k), _fetch_b(k),
-                    _array_unit(k), _sfu_unit(k), _store(k), _accel(k), _schedule(k)])
+                    _array_unit(k), _sfu_stages(k), _store(k), _accel(k), _schedule(k)])
 
 
 def _constants(k: KernelSpec) -> str:
@@ -136,8 +137,9 @@ WPAN = {k.wpan_words}  # the tile buffer's weight panel (its A tile is MTMAX x K
 BTR, BTC = {k.bt_rows}, {k.bt_cols}  # staging of a transposed operand
 NACT, NWTS, NPRM = {k.act_words}, {k.wts_words}, {k.prm_words}
 TT, TK, CT = {k.t_max}, {k.tk_max}, {k.t_max * k.pack}  # tiles; stream lengths (llvm)
-YS, XS = {k.y_stream}, {k.x_stream}
-FIFO = {k.fifo_depth}  # FIFO depth of every stream in HLS
+YS, XS, SR = {k.y_stream}, {k.x_stream}, {k.sfu_rows}  # SR: rows of the longest SFU op
+FIFO = {k.fifo_depth}  # FIFO depth of every stream in HLS (words)
+ROWFIFO = NMAX // L + FIFO  # the SFU's row streams hold a row ahead of its statistics
 FADD = 4  # float adder latency in cycles (Vitis HLS fadd core, 4 stages at 300 MHz)
 
 GEMM = 0
@@ -578,137 +580,224 @@ def store(act: TyA[NACT], op: int32, M: int32, N: int32, Z: int32, H: int32, ord
 """
 
 
-def _sfu_body(k: KernelSpec) -> str:
-    """One branch per SFU function the program uses, each streaming every row of X0 (and
-    X1) through at L elements per cycle, with the simulator's pass counts
-    (arch.SFU_PASSES_DEFAULT): element-wise functions in one pass (read, compute, requantize,
-    write); the row functions in two: a load pass that also gathers the row statistics
-    (layernorm/rmsnorm: lane sums of x and x^2; softmax: a running max and rescaled sum per
-    lane, the online softmax), then an output pass. Rotary reads each element's rotation
-    partner, so it buffers the row first. Lane partials are combined lane by lane, in order.
-    """
+def tree(op: str, terms: list[str]) -> str:
+    """A balanced tree of `op` over `terms` (the emulator adds in the same tree)."""
+    while len(terms) > 1:
+        nxt = [f"({terms[i]} {op} {terms[i + 1]})" for i in range(0, len(terms) - 1, 2)]
+        if len(terms) % 2:
+            nxt.append(terms[-1])
+        terms = nxt
+    return terms[0]
+
+
+def tree_max(terms: list[str]) -> str:
+    """max over `terms` as a tree of selects (exact in any order)."""
+    while len(terms) > 1:
+        nxt = [f"({a} if {a} > {b} else {b})" for a, b in zip(terms[::2], terms[1::2])]
+        if len(terms) % 2:
+            nxt.append(terms[-1])
+        terms = nxt
+    return terms[0]
+
+
+def _sfu_stages(k: KernelSpec) -> str:
+    """The SFU as three processes of the dataflow, one row after another, so a row's later
+    stages overlap the next row's earlier ones (the pass counts of the simulator's SFU, with
+    one row of latency):
+      sfu_a: dequantize X0 (and X1), forward the values, gather the row's first statistics
+             (layernorm: sum and sum of squares; rmsnorm: sum of squares; softmax: max);
+      sfu_b: softmax's exp and its sum; rotary's row buffer (each element's rotation
+             partner); the other functions pass through;
+      sfu_c: the function itself, requantize, stream the codes out.
+    Each statistic keeps FADD partial sums per lane (word w adds to partial w % FADD: its
+    next add waits exactly the adder's latency, so the word loop runs at one word per
+    cycle), added at the row's end in a fixed tree (emulate.py adds in the same tree).
+    L = lanes x elems_per_lane elements per word, one word per cycle."""
     fns = set(k.fns)
+    two = [f for f in k.fns if f in TWO_INPUT]
+    n_part = k.sfu_lanes * 4  # FADD = 4 partials per lane
+    psum = lambda a: tree("+", [f"{a}[{i}]" for i in range(n_part)])
+    pmax = tree_max([f"pm[{i}]" for i in range(k.sfu_lanes)])
+    ones = " or ".join(f"op == {f.upper()}" for f in two) or "False"
 
-    def _emit(lane: str) -> list[str]:  # requantize z and stream it out
-        return ["uq: float32 = z * inv_y", *_requant(k, "uq"), f"z_s[{lane}, iz] = uq"]
+    def br(name, lines):
+        return [f"elif op == {name.upper()}:", *[f"    {x}" for x in lines]] if name in fns \
+            else []
 
-    ld = ["x: float32 = float(x0_s[l, ix]) * s0"]
-    ld1 = ["x1: float32 = float(x1_s[l, ix]) * s1"]
+    # ---- stage a
+    a_stats = []
+    if "layernorm" in fns or "rmsnorm" in fns:
+        a_stats += ["if op == LAYERNORM or op == RMSNORM:",
+                    "    if j < N:", "        ps[l * 4 + jj % 4] += x",
+                    "        pq[l * 4 + jj % 4] += x * x"]
+    if "softmax" in fns:
+        a_stats += ["if op == SOFTMAX:", "    if j < N:", "        if x > pm[l]:",
+                    "            pm[l] = x"]
+    a_end = []
+    if "layernorm" in fns:
+        a_end += ["if op == LAYERNORM:", f"    mu: float32 = ({psum('ps')}) / float(N)",
+                  f"    var: float32 = ({psum('pq')}) / float(N) - mu * mu",
+                  "    if var < 0.0:", "        var = 0.0",
+                  "    st_a[0, ist] = mu", "    st_a[1, ist] = 1.0 / allo.sqrt(var + prm[pe])",
+                  "    ist += 1"]
+    if "rmsnorm" in fns:
+        a_end += ["if op == RMSNORM:", f"    ms: float32 = ({psum('pq')}) / float(N)",
+                  "    st_a[0, ist] = 0.0", "    st_a[1, ist] = 1.0 / allo.sqrt(ms + prm[pe])",
+                  "    ist += 1"]
+    if "softmax" in fns:
+        a_end += ["if op == SOFTMAX:", f"    st_a[0, ist] = {pmax}", "    st_a[1, ist] = 0.0",
+                  "    ist += 1"]
+    stage_a = f'''
 
-    def one_pass(body: list[str], two: bool = False) -> list[str]:
-        return ["for row in range(M):", "    bq: int32 = row // seq",
-                '    for jj in range(nw, name="row", pipeline=True):', "        for l in range(L):",
-                "            j: int32 = jj * L + l", *[f"            {x}" for x in ld],
-                *([f"            {x}" for x in ld1] if two else []),
-                *[f"            {x}" for x in body], *[f"            {x}" for x in _emit("l")],
-                "        ix += 1", "        iz += 1"]
-
-    def two_pass(stats_init: list[str], stats: list[str], combine: list[str],
-                 body: list[str]) -> list[str]:
-        return ["for row in range(M):", "    lq: int32 = row % seq",
-                *[f"    {x}" for x in stats_init],
-                '    for jj in range(nw, name="load", pipeline=True):',
-                "        for l in range(L):", "            j: int32 = jj * L + l",
-                *[f"            {x}" for x in ld], "            xr[j] = x",
-                *[f"            {x}" for x in stats], "        ix += 1",
-                *[f"    {x}" for x in combine],
-                '    for jj2 in range(nw, name="out", pipeline=True):',
-                "        for l2 in range(L):", "            j2: int32 = jj2 * L + l2",
-                *[f"            {x}" for x in body], *[f"            {x}" for x in _emit("l2")],
-                "        iz += 1"]
-
-    def lanes(var: str, init: str) -> list[str]:
-        return ["for l0 in range(L):", f"    {var}[l0] = {init}"]
-
-    def lane_sum(var: str, dst: str) -> list[str]:
-        return [f"{dst}: float32 = 0.0", "for l1 in range(L):", f"    {dst} = {dst} + {var}[l1]"]
-
-    out = []
-
-    def branch(name: str, lines: list[str]) -> None:
-        if name in fns:
-            out.append((name, lines))
-
-    branch("layernorm", two_pass(
-        [*lanes("ps", "0.0"), *lanes("pq", "0.0")],
-        ["if j < N:", "    ps[l] = ps[l] + x", "    pq[l] = pq[l] + x * x"],
-        [*lane_sum("ps", "mu"), *lane_sum("pq", "ms"), "mu = mu / float(N)",
-         "var: float32 = ms / float(N) - mu * mu", "if var < 0.0:", "    var = 0.0",
-         "inv: float32 = 1.0 / allo.sqrt(var + prm[pe])"],
-        ["z: float32 = 0.0", "if j2 < N:", "    z = (xr[j2] - mu) * inv * prm[p0 + j2]",
-         "    if p1 >= 0:", "        z = z + prm[p1 + j2]"]))
-    branch("rmsnorm", two_pass(
-        lanes("pq", "0.0"), ["if j < N:", "    pq[l] = pq[l] + x * x"],
-        [*lane_sum("pq", "ms"), "ms = ms / float(N)",
-         "inv: float32 = 1.0 / allo.sqrt(ms + prm[pe])"],
-        ["z: float32 = 0.0", "if j2 < N:", "    z = xr[j2] * inv * prm[p0 + j2]"]))
-    branch("softmax", two_pass(
-        [*lanes("pm", "-3.0e38"), *lanes("ps", "0.0")],
-        ["if j < N:", "    if x > pm[l]:", "        ps[l] = ps[l] * allo.exp(pm[l] - x)",
-         "        pm[l] = x", "    ps[l] = ps[l] + allo.exp(x - pm[l])"],
-        ["mx: float32 = -3.0e38", "for l1 in range(L):", "    if pm[l1] > mx:",
-         "        mx = pm[l1]", "sm: float32 = 0.0", "for l3 in range(L):",
-         "    if ps[l3] > 0.0:", "        sm = sm + ps[l3] * allo.exp(pm[l3] - mx)",
-         "inv: float32 = 1.0 / sm"],
-        ["z: float32 = 0.0", "if j2 < N:", "    z = allo.exp(xr[j2] - mx) * inv"]))
-    branch("gelu_tanh", one_pass([
-        ("z: float32 = 0.5 * x * (1.0 + allo.tanh(0.7978845608028654 * (x + 0.044715 * x * x "
-         "* x)))")]))
-    branch("gelu_erf", one_pass([
-        "u: float32 = x * 0.7071067811865476", "a: float32 = u", "if u < 0.0:", "    a = -u",
-        "t: float32 = 1.0 / (1.0 + 0.3275911 * a)",
-        ("q: float32 = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * "
-         "(-1.453152027 + t * 1.061405429))))"),
-        "e: float32 = 1.0 - q * allo.exp(-a * a)", "if u < 0.0:", "    e = -e",
-        "z: float32 = 0.5 * x * (1.0 + e)"]))
-    branch("silu", one_pass(["z: float32 = x / (1.0 + allo.exp(-x))"]))
-    branch("swiglu", one_pass(["z: float32 = x / (1.0 + allo.exp(-x)) * x1"], two=True))
-    branch("add", one_pass(["z: float32 = x + x1"], two=True))
-    branch("gated", one_pass(["z: float32 = 0.0", "if j < N:",
-                              "    z = x + prm[p0 + bq * prs + j] * x1"], two=True))
-    branch("modulate", one_pass(["z: float32 = 0.0", "if j < N:",
-                                 ("    z = x * (1.0 + prm[p0 + bq * prs + j]) "
-                                  "+ prm[p1 + bq * prs + j]")]))
-    branch("rotary", two_pass([], [], [], [
-        "z: float32 = 0.0", "if j2 < N:", "    d: int32 = j2 % dh", "    half: int32 = dh // 2",
-        "    rh: float32 = 0.0", "    if d < half:", "        rh = -xr[j2 + half]", "    else:",
-        "        rh = xr[j2 - half]",
-        "    z = xr[j2] * prm[p0 + lq * dh + d] + rh * prm[p1 + lq * dh + d]"]))
-    text = []
-    for i, (name, lines) in enumerate(out):
-        kw = "if" if i == 0 else "elif"
-        text.append(f"    {kw} op == {name.upper()}:\n")
-        # Every branch declares its own names (Allo lowers a re-declaration to memref.copy,
-        # which its HLS emitter rejects).
-        body = [re.sub(_LOCALS, lambda m, i=i: f"{m.group(0)}_{i}", ln) for ln in lines]
-        text.append(_indent(body, 8))
-    return "".join(text)
-
-
-# Scalars and loop variables of the SFU branches (suffixed per branch by _sfu_body).
-_LOCALS = re.compile(r"\b(inv|mu|var|ms|mx|sm|x|x1|z|u|uq|a|t|q|e|d|half|rh|j|j2|jj|jj2|row|"
-                     r"bq|lq|l|l0|l1|l2|l3)\b(?![\"(])")
-
-
-def _sfu_unit(k: KernelSpec) -> str:
-    return f'''
-
-def sfu_unit(prm: float32[NPRM], op: int32, M: int32, N: int32, sa: int32, sb: int32,
-             sy: int32, p0: int32, p1: int32, prs: int32, seq: int32, dh: int32, pe: int32,
-             x0_s: TyA[L, XS], x1_s: TyA[L, XS], z_s: TyA[L, XS]):
-    """The SFU: L elements per cycle (lanes x elements per lane), dequantized codes in,
-    float32 datapath, requantized codes out; a row buffer for the row functions."""
-    xr: float32[NMAX]
+def sfu_a(prm: float32[NPRM], op: int32, M: int32, N: int32, sa: int32, sb: int32,
+          pe: int32, x0_s: TyA[L, XS], x1_s: TyA[L, XS], xa_s: float32[L, XS],
+          xa1_s: float32[L, XS], st_a: float32[2, SR]):
+    """SFU stage a: dequantize, forward, first row statistics (see _sfu_stages)."""
+    ps: float32[{n_part}]
+    pq: float32[{n_part}]
     pm: float32[L]
-    ps: float32[L]
-    pq: float32[L]
     ix: int32 = 0
-    iz: int32 = 0
+    ist: int32 = 0
     nw: int32 = (N + L - 1) // L
     s0: float32 = prm[sa]
     s1: float32 = prm[sb]
+    if op != GEMM:
+        for row in range(M):
+            for p0 in range({n_part}):
+                ps[p0] = 0.0
+                pq[p0] = 0.0
+            for l0 in range(L):
+                pm[l0] = -3.0e38
+            for jj in range(nw, name="stats", pipeline=True):
+                for l in range(L):
+                    j: int32 = jj * L + l
+                    x: float32 = float(x0_s[l, ix]) * s0
+                    xa_s[l, ix] = x
+                    if {ones}:
+                        xa1_s[l, ix] = float(x1_s[l, ix]) * s1
+{_indent(a_stats, 20)}                ix += 1
+{_indent(a_end, 12)}'''
+    # ---- stage b
+    b_soft = []
+    if "softmax" in fns:
+        b_soft = ["if op == SOFTMAX:", "    mx: float32 = st_a[0, ist]", "    ist += 1",
+                  f"    for p1 in range({n_part}):", "        ps[p1] = 0.0",
+                  '    for jj in range(nw, name="exp", pipeline=True):',
+                  "        for l in range(L):", "            j: int32 = jj * L + l",
+                  "            e: float32 = 0.0", "            if j < N:",
+                  "                e = allo.exp(xa_s[l, ix] - mx)",
+                  "                ps[l * 4 + jj % 4] += e",
+                  "            xb_s[l, ix] = e", "        ix += 1",
+                  f"    st_b[0, isb] = 1.0 / ({psum('ps')})", "    st_b[1, isb] = 0.0",
+                  "    isb += 1"]
+    b_rot = []
+    if "rotary" in fns:
+        b_rot = ["if op == ROTARY:",
+                 '    for jj0 in range(nw, name="row", pipeline=True):',
+                 "        for l0 in range(L):", "            rbuf[jj0 * L + l0] = xa_s[l0, ix]",
+                 "        ix += 1",
+                 '    for jj1 in range(nw, name="pairs", pipeline=True):',
+                 "        for l1 in range(L):", "            j1: int32 = jj1 * L + l1",
+                 "            xb_s[l1, ixb] = rbuf[j1]", "            rh: float32 = 0.0",
+                 "            if j1 < N:", "                d: int32 = j1 % dh",
+                 "                if d < dh // 2:", "                    rh = -rbuf[j1 + dh // 2]",
+                 "                else:", "                    rh = rbuf[j1 - dh // 2]",
+                 "            xb1_s[l1, ixb] = rh", "        ixb += 1"]
+    stats_fns = [f for f in ("layernorm", "rmsnorm") if f in fns]
+    b_fwd_stats = []
+    if stats_fns:
+        cond = " or ".join(f"op == {f.upper()}" for f in stats_fns)
+        b_fwd_stats = [f"if {cond}:", "    st_b[0, isb] = st_a[0, ist]",
+                       "    st_b[1, isb] = st_a[1, ist]", "    ist += 1", "    isb += 1"]
+    passthrough = " and ".join(f"op != {f.upper()}" for f in ("softmax", "rotary") if f in fns)
+    stage_b = f'''
+
+def sfu_b(op: int32, M: int32, N: int32, dh: int32, xa_s: float32[L, XS],
+          xa1_s: float32[L, XS], st_a: float32[2, SR], xb_s: float32[L, XS],
+          xb1_s: float32[L, XS], st_b: float32[2, SR]):
+    """SFU stage b: softmax's exp and sum, rotary's rotation partners (see _sfu_stages)."""
+    ps: float32[{n_part}]
+    rbuf: float32[NMAX]
+    ix: int32 = 0
+    ixb: int32 = 0
+    ist: int32 = 0
+    isb: int32 = 0
+    nw: int32 = (N + L - 1) // L
+    if op != GEMM:
+        for row in range(M):
+{_indent(b_soft + b_rot + b_fwd_stats, 12)}            if {passthrough or "True"}:
+                for jj2 in range(nw, name="pass", pipeline=True):
+                    for l2 in range(L):
+                        xb_s[l2, ix] = xa_s[l2, ix]
+                        if {ones}:
+                            xb1_s[l2, ix] = xa1_s[l2, ix]
+                    ix += 1
+'''
+    # ---- stage c
+    c_fn = {
+        "layernorm": ["z = (x - s_0) * s_1 * prm[p0 + j]", "if p1 >= 0:",
+                      "    z = z + prm[p1 + j]"],
+        "rmsnorm": ["z = x * s_1 * prm[p0 + j]"],
+        "softmax": ["z = x * s_0"],
+        "gelu_tanh": [("z = 0.5 * x * (1.0 + allo.tanh(0.7978845608028654 * (x + 0.044715 "
+                       "* x * x * x)))")],
+        "gelu_erf": ["u: float32 = x * 0.7071067811865476", "a: float32 = u", "if u < 0.0:",
+                     "    a = -u", "t: float32 = 1.0 / (1.0 + 0.3275911 * a)",
+                     ("q: float32 = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + "
+                      "t * (-1.453152027 + t * 1.061405429))))"),
+                     "e: float32 = 1.0 - q * allo.exp(-a * a)", "if u < 0.0:", "    e = -e",
+                     "z = 0.5 * x * (1.0 + e)"],
+        "silu": ["z = x / (1.0 + allo.exp(-x))"],
+        "swiglu": ["z = x / (1.0 + allo.exp(-x)) * x1"],
+        "add": ["z = x + x1"],
+        "gated": ["z = x + prm[p0 + bq * prs + j] * x1"],
+        "modulate": ["z = x * (1.0 + prm[p0 + bq * prs + j]) + prm[p1 + bq * prs + j]"],
+        "rotary": ["z = x * prm[p0 + lq * dh + j % dh] + x1 * prm[p1 + lq * dh + j % dh]"],
+    }
+    chain = []
+    for i, f in enumerate(x for x in SFU_CODES if x in fns):
+        # names a branch declares get its suffix (x, x1, z, j come from the word loop)
+        body = [re.sub(r"\b(u|a|t|q|e)\b(?![\"(])", lambda m, i=i: f"{m.group(0)}_{i}", ln)
+                for ln in c_fn[f]]
+        chain += [f"{'if' if i == 0 else 'elif'} op == {f.upper()}:", *[f"    {x}" for x in body]]
+    reads = [f for f in ("layernorm", "rmsnorm", "softmax") if f in fns]
+    x1_cond = " or ".join(f"op == {f.upper()}" for f in [*two, *(["rotary"] if "rotary" in fns
+                                                                  else [])]) or "False"
+    rd = (" or ".join(f"op == {f.upper()}" for f in reads)) if reads else "False"
+    stage_c = f'''
+
+def sfu_c(prm: float32[NPRM], op: int32, M: int32, N: int32, sy: int32, p0: int32,
+          p1: int32, prs: int32, seq: int32, dh: int32, xb_s: float32[L, XS],
+          xb1_s: float32[L, XS], st_b: float32[2, SR], z_s: TyA[L, XS]):
+    """SFU stage c: the function, requantized to the output's codes (see _sfu_stages)."""
+    iz: int32 = 0
+    isb: int32 = 0
+    nw: int32 = (N + L - 1) // L
     inv_y: float32 = prm[sy]
-{_sfu_body(k)}'''
+    if op != GEMM:
+        for row in range(M):
+            bq: int32 = row // seq
+            lq: int32 = row % seq
+            s_0: float32 = 0.0
+            s_1: float32 = 0.0
+            if {rd}:
+                s_0 = st_b[0, isb]
+                s_1 = st_b[1, isb]
+                isb += 1
+            for jj in range(nw, name="apply", pipeline=True):
+                for l in range(L):
+                    j: int32 = jj * L + l
+                    x: float32 = xb_s[l, iz]
+                    x1: float32 = 0.0
+                    if {x1_cond}:
+                        x1 = xb1_s[l, iz]
+                    z: float32 = 0.0
+                    if j < N:
+{_indent(chain, 24)}                    uq: float32 = z * inv_y
+{_indent(_requant(k, "uq"), 20)}                    z_s[l, iz] = uq
+                iz += 1
+'''
+    return stage_a + stage_b + stage_c
 
 
 def _accel(k: KernelSpec) -> str:
@@ -725,6 +814,12 @@ def accel(wts: TyW[NWTS], prm: float32[NPRM], act_in: TyA[NACT], {args},
     y_s: TyA[C, YS]
     x0_s: TyA[L, XS]
     x1_s: TyA[L, XS]
+    xa_s: float32[L, XS]
+    xa1_s: float32[L, XS]
+    xb_s: float32[L, XS]
+    xb1_s: float32[L, XS]
+    st_a: float32[2, SR]
+    st_b: float32[2, SR]
     z_s: TyA[L, XS]
     fetch_a(act_in, op, M, K, N, Z, H, order, nout, nin, mtr, pw, passes, a0, a_zb, a_zh,
             a_rs, a_s, x0_s)
@@ -732,7 +827,9 @@ def accel(wts: TyW[NWTS], prm: float32[NPRM], act_in: TyA[NACT], {args},
             b_rs, b_src, b_t, M, b_s, x1_s)
     array_unit(prm, op, M, K, N, Z, order, nout, nin, mtr, pw, passes, sa, sb, bstep, sy,
                bias, a_s, b_s, y_s)
-    sfu_unit(prm, op, M, N, sa, sb, sy, p0, p1, prs, seq, dh, pe, x0_s, x1_s, z_s)
+    sfu_a(prm, op, M, N, sa, sb, pe, x0_s, x1_s, xa_s, xa1_s, st_a)
+    sfu_b(op, M, N, dh, xa_s, xa1_s, st_a, xb_s, xb1_s, st_b)
+    sfu_c(prm, op, M, N, sy, p0, p1, prs, seq, dh, xb_s, xb1_s, st_b, z_s)
     store(act, op, M, N, Z, H, order, nout, nin, mtr, pw, y0, y_zb, y_zh, y_rs, y_s, z_s)
 '''
 
@@ -768,16 +865,18 @@ def schedule_hls(s):
     for fn, buf, dim, kind, factor in (
             ("fetch_a", "abuf", 1, cyc, R), ("fetch_a", "abuf", 2, cyc, WE),
             ("fetch_b", "wpan", 1, cyc, CP), ("fetch_b", "bt", 1, cyc, C),
-            ("fetch_b", "bt", 2, cyc, WE), ("sfu_unit", "xr", 1, cyc, L),
-            ("sfu_unit", "pm", 0, None, 0), ("sfu_unit", "ps", 0, None, 0),
-            ("sfu_unit", "pq", 0, None, 0)):
+            ("fetch_b", "bt", 2, cyc, WE), ("sfu_a", "ps", 0, None, 0),
+            ("sfu_a", "pq", 0, None, 0), ("sfu_a", "pm", 0, None, 0),
+            ("sfu_b", "ps", 0, None, 0), ("sfu_b", "rbuf", 1, cyc, L)):
         if kind is None:
             s.partition(MockBuffer(fn, buf), dim=dim)
         elif factor > 1:
             s.partition(MockBuffer(fn, buf), partition_type=kind, dim=dim, factor=factor)
     s.compose(schedule_array())
-    for buf in ("a_s", "b_s", "y_s", "x0_s", "x1_s", "z_s"):
+    for buf in ("a_s", "b_s", "y_s", "x0_s", "x1_s", "z_s", "st_a", "st_b"):
         s.to(getattr(s, buf), [0], axis=0, depth=FIFO)
+    for buf in ("xa_s", "xa1_s", "xb_s", "xb1_s"):  # a whole row: statistics come after it
+        s.to(getattr(s, buf), [0], axis=0, depth=ROWFIFO)
     s.dataflow("accel")
     return s
 '''

@@ -405,7 +405,7 @@ class _Builder:
             wts_words=int(wts.size), prm_words=int(prm.size), t_max=mx(tiles, gemms),
             tk_max=mx(lambda d: tiles(d) * d["K"], gemms),
             y_stream=mx(lambda d: tiles(d) // d["passes"] * self.r, gemms),
-            x_stream=mx(x_len, sfus),
+            x_stream=mx(x_len, sfus), sfu_rows=mx(lambda d: d["M"], sfus),
             fns=tuple(sorted(self.fns, key=list(SFU_CODES).index)))
         return Program(spec, self.instrs, act, wts, prm, self.places, output, self.env)
 
