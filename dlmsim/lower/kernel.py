@@ -647,6 +647,8 @@ def _sfu_stages(k: KernelSpec) -> str:
     if "softmax" in fns:
         a_end += ["if op == SOFTMAX:", f"    st_a[0, ist] = {pmax}", "    st_a[1, ist] = 0.0",
                   "    ist += 1"]
+    stat_fns = [f for f in ("layernorm", "rmsnorm", "softmax") if f in fns]
+    stat_cond = " or ".join(f"op == {f.upper()}" for f in stat_fns) or "False"
     stage_a = f'''
 
 def sfu_a(prm: float32[NPRM], op: int32, M: int32, N: int32, sa: int32, sb: int32,
@@ -661,27 +663,32 @@ def sfu_a(prm: float32[NPRM], op: int32, M: int32, N: int32, sa: int32, sb: int3
     nw: int32 = (N + L - 1) // L
     s0: float32 = prm[sa]
     s1: float32 = prm[sb]
-    if op != GEMM:
+    if {stat_cond}:
         for row in range(M):
-            for p0 in range({n_part}):
+            for p0 in range({n_part}, unroll=True):
                 ps[p0] = 0.0
                 pq[p0] = 0.0
-            for l0 in range(L):
+            for l0 in range(L, unroll=True):
                 pm[l0] = -3.0e38
             for jj in range(nw, name="stats", pipeline=True):
                 for l in range(L):
                     j: int32 = jj * L + l
                     x: float32 = float(x0_s[l, ix]) * s0
                     xa_s[l, ix] = x
-                    if {ones}:
-                        xa1_s[l, ix] = float(x1_s[l, ix]) * s1
 {_indent(a_stats, 20)}                ix += 1
-{_indent(a_end, 12)}'''
+{_indent(a_end, 12)}    elif op != GEMM:  # no statistics: rows x words in one stream
+        for t in range(M * nw, name="forward", pipeline=True):
+            for l1 in range(L):
+                xa_s[l1, ix] = float(x0_s[l1, ix]) * s0
+                if {ones}:
+                    xa1_s[l1, ix] = float(x1_s[l1, ix]) * s1
+            ix += 1
+'''
     # ---- stage b
     b_soft = []
     if "softmax" in fns:
         b_soft = ["if op == SOFTMAX:", "    mx: float32 = st_a[0, ist]", "    ist += 1",
-                  f"    for p1 in range({n_part}):", "        ps[p1] = 0.0",
+                  f"    for p1 in range({n_part}, unroll=True):", "        ps[p1] = 0.0",
                   '    for jj in range(nw, name="exp", pipeline=True):',
                   "        for l in range(L):", "            j: int32 = jj * L + l",
                   "            e: float32 = 0.0", "            if j < N:",
@@ -709,7 +716,9 @@ def sfu_a(prm: float32[NPRM], op: int32, M: int32, N: int32, sa: int32, sb: int3
         cond = " or ".join(f"op == {f.upper()}" for f in stats_fns)
         b_fwd_stats = [f"if {cond}:", "    st_b[0, isb] = st_a[0, ist]",
                        "    st_b[1, isb] = st_a[1, ist]", "    ist += 1", "    isb += 1"]
-    passthrough = " and ".join(f"op != {f.upper()}" for f in ("softmax", "rotary") if f in fns)
+    row_fns = [f for f in ("layernorm", "rmsnorm", "softmax", "rotary") if f in fns]
+    b_rows = " or ".join(f"op == {f.upper()}" for f in row_fns) or "False"
+    b_pass = " or ".join(f"op == {f.upper()}" for f in stats_fns) or "False"
     stage_b = f'''
 
 def sfu_b(op: int32, M: int32, N: int32, dh: int32, xa_s: float32[L, XS],
@@ -723,15 +732,20 @@ def sfu_b(op: int32, M: int32, N: int32, dh: int32, xa_s: float32[L, XS],
     ist: int32 = 0
     isb: int32 = 0
     nw: int32 = (N + L - 1) // L
-    if op != GEMM:
+    if {b_rows}:
         for row in range(M):
-{_indent(b_soft + b_rot + b_fwd_stats, 12)}            if {passthrough or "True"}:
+{_indent(b_soft + b_rot + b_fwd_stats, 12)}            if {b_pass}:
                 for jj2 in range(nw, name="pass", pipeline=True):
                     for l2 in range(L):
                         xb_s[l2, ix] = xa_s[l2, ix]
-                        if {ones}:
-                            xb1_s[l2, ix] = xa1_s[l2, ix]
                     ix += 1
+    elif op != GEMM:  # pass through: rows x words in one stream
+        for t in range(M * nw, name="forward", pipeline=True):
+            for l3 in range(L):
+                xb_s[l3, ix] = xa_s[l3, ix]
+                if {ones}:
+                    xb1_s[l3, ix] = xa1_s[l3, ix]
+            ix += 1
 '''
     # ---- stage c
     c_fn = {
@@ -774,28 +788,35 @@ def sfu_c(prm: float32[NPRM], op: int32, M: int32, N: int32, sy: int32, p0: int3
     isb: int32 = 0
     nw: int32 = (N + L - 1) // L
     inv_y: float32 = prm[sy]
+    bq: int32 = 0  # batch of the row (gated, modulate)
+    lq: int32 = 0  # position of the row in its sequence (rotary)
+    jj: int32 = 0
+    s_0: float32 = 0.0
+    s_1: float32 = 0.0
     if op != GEMM:
-        for row in range(M):
-            bq: int32 = row // seq
-            lq: int32 = row % seq
-            s_0: float32 = 0.0
-            s_1: float32 = 0.0
-            if {rd}:
+        for t in range(M * nw, name="apply", pipeline=True):
+            if jj == 0 and ({rd}):
                 s_0 = st_b[0, isb]
                 s_1 = st_b[1, isb]
                 isb += 1
-            for jj in range(nw, name="apply", pipeline=True):
-                for l in range(L):
-                    j: int32 = jj * L + l
-                    x: float32 = xb_s[l, iz]
-                    x1: float32 = 0.0
-                    if {x1_cond}:
-                        x1 = xb1_s[l, iz]
-                    z: float32 = 0.0
-                    if j < N:
-{_indent(chain, 24)}                    uq: float32 = z * inv_y
-{_indent(_requant(k, "uq"), 20)}                    z_s[l, iz] = uq
-                iz += 1
+            for l in range(L):
+                j: int32 = jj * L + l
+                x: float32 = xb_s[l, iz]
+                x1: float32 = 0.0
+                if {x1_cond}:
+                    x1 = xb1_s[l, iz]
+                z: float32 = 0.0
+                if j < N:
+{_indent(chain, 20)}                uq: float32 = z * inv_y
+{_indent(_requant(k, "uq"), 16)}                z_s[l, iz] = uq
+            iz += 1
+            jj += 1
+            if jj == nw:
+                jj = 0
+                lq += 1
+                if lq == seq:
+                    lq = 0
+                    bq += 1
 '''
     return stage_a + stage_b + stage_c
 
