@@ -62,7 +62,7 @@ def sources() -> list[list[str]]:
     for g in gpu.gpu_names():
         x = gpu.load_gpu(g)
         out.append([f"GPU {g}", ", ".join(f"{k} {v:g}" for k, v in x.peak_tflops.items())
-                    + f" TFLOP/s; {x.memory.bandwidth_gbps:g} GB/s; {x.tdp_w:g} W", "yes",
+                    + f" TFLOP/s; {x.memory.bandwidth_gbps:g} GB/s; {x.tdp_w:g} W", "datasheet",
                     x.source])
     out.append(["GPU efficiency", f"{gpu.DEFAULT_EFFICIENCY:g} of the roofline", "(u)",
                 "an assumption (dlmsim.gpu); --gpu-measured-s replaces it"])
