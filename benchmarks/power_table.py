@@ -84,8 +84,9 @@ def main() -> None:
     head = ["preset", "workload", "latency/run", "power", "peak", "energy/run", "tokens/J"]
     for g in GPUS:
         head += [f"{g} (est.)", f"{g}: speed / tokens/J ratio"]
-    text = [f"GPU estimates at {a.gpu_efficiency:g} of the roofline, power at TDP; ratio: "
-            "GPU time / FPGA time, FPGA tokens/J / GPU tokens/J.", "", _md(head, body)]
+    lead = (f"GPU estimates at {a.gpu_efficiency:g} of the roofline, power at TDP; ratio: "
+            "GPU time / FPGA time, FPGA tokens/J / GPU tokens/J.")
+    text = [lead, "", _md(head, body)]
     if notes:
         text += [""] + [f"[{i + 1}] {n}" for i, n in enumerate(notes)]
     text += ["", _md(["coefficient", "value", "confirmed", "source"], sources())]
