@@ -381,7 +381,9 @@ class ArrayUnit(Strict):
     """A named systolic array of a spatial design. A field left out takes the value of the
     `array:` section (the template every array unit starts from); `weights` sets the unit's
     own weight width (default `bits.weights`). `ops` lists the ops it runs (see
-    `Accelerator.compute_units`)."""
+    `Accelerator.compute_units`). `tile_kib`: the unit's own share of the buffer's tile
+    pool (its local tile buffers, as each kernel of an Allo dataflow design has); units
+    without one share the rest of the pool."""
 
     kind: Literal["array"]
     rows: PositiveInt | None = None
@@ -391,12 +393,14 @@ class ArrayUnit(Strict):
     switch_cycles: int | None = Field(None, ge=0)
     fold_overlap: Literal["none", "drain", "full"] | None = None
     weights: Bits | None = None
+    tile_kib: PositiveFloat | None = None
     ops: Patterns = ()
 
 
 class SfuUnit(Strict):
     """A named SFU of a spatial design; a field left out takes the `sfu:` section's value.
-    `functions` are the SFU functions it implements (dlmsim.sfu.PROGRAMS; empty: all)."""
+    `functions` are the SFU functions it implements (dlmsim.sfu.PROGRAMS; empty: all);
+    `tile_kib` as for an array unit."""
 
     kind: Literal["sfu"]
     lanes: PositiveInt | None = None
@@ -406,6 +410,7 @@ class SfuUnit(Strict):
     partial_sums: PositiveInt | None = None
     passes: dict[str, float] | None = None
     functions: tuple[str, ...] = Field((), strict=False)
+    tile_kib: PositiveFloat | None = None
     ops: Patterns = ()
 
     @model_validator(mode="after")
@@ -459,6 +464,7 @@ class Unit:
     ops: tuple[str, ...]  # op name patterns, "fn:NAME" for an op function; () = auto
     functions: tuple[str, ...]  # SFU functions it implements; () = all
     region: str
+    tile_bytes: float | None = None  # its own share of the tile pool; None: the shared rest
 
     @property
     def pes(self) -> int:
@@ -534,8 +540,8 @@ class Accelerator(Strict):
         SFU op on an SFU that implements its function (layout ops, which cost no pass, on
         any SFU), a gather on the DMA engine. Among those, the first unit whose `ops` has a
         pattern matching the op's name (fnmatch: `*.attn.qkv`, `blocks.*.mlp*`) or its
-        function (`fn:softmax`) takes it; an op no pattern matches goes to the units without
-        `ops` (auto), balanced by work (`dlmsim.mapping.assign`).
+        function (`fn:softmax`) takes it; an op no pattern matches goes to the auto units
+        (no `ops`, or `auto` among them), balanced by work (`dlmsim.mapping.assign`).
         """
         return _units(self)
 
@@ -604,7 +610,7 @@ def _units(arch: Accelerator) -> tuple[Unit, ...]:
     region = {u: r for r, reg in arch.regions.items() for u in reg.units}
     out = []
     for name, spec in arch.units.items():
-        own = spec.model_dump(exclude={"kind", "ops", "functions", "weights"},
+        own = spec.model_dump(exclude={"kind", "ops", "functions", "weights", "tile_kib"},
                               exclude_none=True)
         base = arch.array if spec.kind == "array" else arch.sfu
         try:
@@ -625,8 +631,17 @@ def _units(arch: Accelerator) -> tuple[Unit, ...]:
         out.append(Unit(name, spec.kind, full if spec.kind == "array" else None,
                         full if spec.kind == "sfu" else None, weights, tuple(spec.ops),
                         tuple(getattr(spec, "functions", ())),
-                        region.get(name, TEMPORAL_REGION)))
+                        region.get(name, TEMPORAL_REGION),
+                        spec.tile_kib * 1024 if spec.tile_kib is not None else None))
     return tuple(out)
+
+
+def tile_pools(arch: Accelerator) -> dict[str, float]:
+    """Bytes of the tile pool each unit uses: its own `tile_kib`, or the rest of the pool
+    that the units without one share (key "")."""
+    pool = arch.buffer.capacity_bytes * (1 - arch.buffer.resident_fraction)
+    own = {u.name: u.tile_bytes for u in arch.compute_units() if u.tile_bytes is not None}
+    return {**own, "": pool - sum(own.values())}
 
 
 def smallest_tile_bytes(arch: Accelerator) -> float:
@@ -645,15 +660,22 @@ def _smallest_tile(view: Accelerator) -> float:
 def check_buffer(arch: Accelerator, source: str = "arch") -> None:
     """The tile share of the buffer must hold the smallest double-buffered tile of each
     array."""
-    pool = arch.buffer.capacity_bytes * (1 - arch.buffer.resident_fraction)
+    pools = tile_pools(arch)
+    if pools[""] < 0:
+        own = sum(pools.values()) - pools[""]
+        raise InputError(f"{source}: the units' tile_kib add up to {own / 1024:g} KiB, more "
+                         f"than the buffer's tile share ({(own + pools['']) / 1024:g} KiB)")
     for u in arch.compute_units():
         if u.kind != "array":
             continue
         need = _smallest_tile(arch.unit_view(u))
+        pool = pools.get(u.name, pools[""])
         if need > pool:
             what = f" of unit {u.name}" if arch.is_spatial else ""
+            where = f"units.{u.name}.tile_kib {u.tile_bytes / 1024:g}" if u.name in pools \
+                else f"buffer.kib {arch.buffer.kib:g}"
             raise InputError(
-                f"{source}: buffer.kib {arch.buffer.kib:g} leaves {pool / 1024:.1f} KiB for "
+                f"{source}: {where} leaves {pool / 1024:.1f} KiB for "
                 f"tiles, less than the smallest {u.array.rows}x{u.array.cols} tile{what} "
                 f"({need / 1024:.1f} KiB double-buffered)"
             )

@@ -34,10 +34,11 @@ its ops in program order, with its own DMA read queue; units run concurrently, o
 by their data. A stream (`OpPlan.streamed_inputs`) hands row blocks from a producer unit to
 a consumer unit through a FIFO: the consumer's chunk waits for the producer's (stall cause
 `fifo_empty`, plus the SLR crossing cycles on the way), and the producer, once it has
-computed chunk c, holds its unit until the consumer has finished the chunk that reads the
-producer's chunk c - 1 - k, k the producer chunks the FIFO holds beyond the row block each
-end works on (stall cause `fifo_full`). So a block's latency is a pipeline: its slowest
-stage plus the fill and drain of the others. A design whose streams cannot drain (a unit
+computed chunk c, holds its unit until those rows fit the FIFO (its depth in rows of the
+tensor) beside the row block the consumer works on, i.e. until the consumer has finished
+the chunks before that block (stall cause `fifo_full`); each end holds the block it works
+on. So a block's latency is a pipeline: its slowest stage plus the fill and drain of the
+others. A design whose streams cannot drain (a unit
 waits on a FIFO whose consumer waits behind it on its own unit) deadlocks: an InputError.
 
 Simplifications:
@@ -59,7 +60,7 @@ from dataclasses import dataclass, field
 import simpy
 
 from dlmsim.errors import InputError
-from dlmsim.mapping import Mapper, OpPlan, assign
+from dlmsim.mapping import Mapper, OpPlan, assign, streamed_operand
 from dlmsim.results import PhaseCost
 
 STALL_CAUSES = ("dram", "capacity", "port", "dependency", "fifo_empty", "fifo_full")
@@ -88,10 +89,12 @@ def _overlap(a: float, b: float, span: tuple[float, float]) -> float:
 
 
 def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: float,
-                record: bool = False, prefetch: int = 2, pool_bytes: float = math.inf,
+                record: bool = False, prefetch: int = 2,
+                pool_bytes: float | dict[str, float] = math.inf,
                 ports: int | None = None) -> SegmentRun:
     """Simulate `plans` in order; return the makespan (cycles) and per-op timings.
-    `pool_bytes` is the tile share of the buffer, `ports` its port count (None: no limit)."""
+    `pool_bytes` is the tile share of the buffer (or unit -> its own share, "" -> the share
+    the other units have in common), `ports` its port count (None: no limit)."""
     env = simpy.Environment()
     # Write-backs go before queued reads (priority 0 < 1): consumers reading them back wait.
     mem = simpy.PriorityResource(env, capacity=1)
@@ -119,21 +122,22 @@ def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: 
     # Streams: a consumer's producers through a FIFO (producer, proportional, crossing
     # cycles), and a producer's FIFOs (consumer, producer chunks the FIFO holds).
     deps_fifo: list[list[tuple[int, bool, float]]] = [[] for _ in plans]
-    fifo_out: list[list[tuple[int, int]]] = [[] for _ in plans]
+    fifo_out: list[list[tuple[int, float, float, float]]] = [[] for _ in plans]
     for j, p in enumerate(plans):
         through = {name: (rows, cross) for name, rows, cross in p.streamed_inputs}
         for pos, t in enumerate(p.op.inputs):
             i = producer.get(t.name)
             if i is None:
                 continue
-            proportional = (pos == 0 and plans[i].hands_off_to(p.op)
+            proportional = ((pos == 0 or (t.name in through and streamed_operand(p.op, pos)))
+                            and plans[i].hands_off_to(p.op)
                             and plans[i].op.outputs[0].shape == t.shape)
             if t.name in through:
                 rows, cross = through[t.name]
                 deps_fifo[j].append((i, proportional, cross))
                 if proportional:  # else the FIFO is taken to hold what it must
-                    per_chunk = max(t.numel // max(t.shape[-1], 1), 1) / plans[i].chunks
-                    fifo_out[i].append((j, math.floor(rows / per_chunk + 1e-9)))
+                    total = max(t.numel // max(t.shape[-1], 1), 1)
+                    fifo_out[i].append((j, rows, total / plans[i].chunks, total / p.chunks))
                 continue
             target = deps_chip if t.name in p.on_chip_inputs else deps_dram
             target[j].append((i, proportional))
@@ -167,33 +171,46 @@ def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: 
                 yield env.timeout(latency_cycles + nbytes / bw_bytes_per_cycle)
                 return t0
 
-    needs = [min(p.tile_bytes, pool_bytes) if pool_bytes < math.inf else 0.0 for p in plans]
-    if sum(needs) <= pool_bytes:
-        needs = [0.0] * n  # every op's tiles fit at once: nobody can wait (same result)
+    # Tile pools: one shared by every unit, or (a spatial design whose units have their
+    # own `tile_kib`) one per such unit beside the shared one ("").
+    pools = dict(pool_bytes) if isinstance(pool_bytes, dict) else {"": pool_bytes}
+    pool_of = [p.unit if p.unit in pools else "" for p in plans]
+    members: dict[str, list[int]] = {}
+    for j, key in enumerate(pool_of):
+        members.setdefault(key, []).append(j)
+    needs = [min(p.tile_bytes, pools[k]) if pools[k] < math.inf else 0.0
+             for p, k in zip(plans, pool_of)]
+    for key, js in members.items():
+        if sum(needs[j] for j in js) <= pools[key]:
+            for j in js:  # every op's tiles fit at once: nobody can wait (same result)
+                needs[j] = 0.0
+    rank = {j: r for js in members.values() for r, j in enumerate(js)}
     held = [False] * n
-    free = [pool_bytes]
+    free = dict(pools)
     changed = [env.event()]
 
     def notify():
         ev, changed[0] = changed[0], env.event()
         ev.succeed()
 
-    first_unheld = [0]
+    first_unheld = dict.fromkeys(members, 0)
 
     def pending(j: int) -> float:
-        """Bytes still owed to ops before j that have not taken theirs."""
-        while first_unheld[0] < n and held[first_unheld[0]]:
-            first_unheld[0] += 1
-        return sum(needs[i] for i in range(first_unheld[0], j) if not held[i])
+        """Bytes still owed to ops of j's pool before j that have not taken theirs."""
+        key, js = pool_of[j], members[pool_of[j]]
+        while first_unheld[key] < len(js) and held[js[first_unheld[key]]]:
+            first_unheld[key] += 1
+        return sum(needs[i] for i in js[first_unheld[key]:rank[j]] if not held[i])
 
     def reserve(j: int):
         """Op j takes its tile bytes once what stays free still covers every earlier op
-        that has not taken its own (so an earlier op never waits on a later one)."""
+        of its pool that has not taken its own (so an earlier op never waits on a later
+        one)."""
         t0 = env.now
-        while free[0] - needs[j] < pending(j) - 1e-9:
+        while free[pool_of[j]] - needs[j] < pending(j) - 1e-9:
             yield changed[0]
         cap_wait[j] = (t0, env.now)
-        free[0] -= needs[j]
+        free[pool_of[j]] -= needs[j]
         held[j] = True
         if needs[j] > 0:
             env.process(give_back(j))
@@ -201,7 +218,7 @@ def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: 
 
     def give_back(j: int):
         yield simpy.AllOf(env, stored[j])
-        free[0] += needs[j]
+        free[pool_of[j]] += needs[j]
         notify()
 
     def note(unit, j, c, t0):
@@ -286,23 +303,23 @@ def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: 
                 note(unit, j, c, t0)
                 done_at[j][c] = env.now
                 done[j][c].succeed()
-                # A full FIFO: the unit holds chunk c until the consumer has taken the
-                # chunk the FIFO's depth (beyond each end's working block) puts before it.
+                # A full FIFO: the unit holds chunk c until its rows fit the FIFO beside
+                # the block the consumer works on.
                 t_wait = env.now
-                for k, depth in fifo_out[j]:
-                    x = c - 1 - depth
-                    if x >= 0:
+                for k, rows, rp, rc in fifo_out[j]:
+                    d = room_after(c, rows, rp, rc, plans[k].chunks)
+                    if d >= 0:
                         blocked[unit] = (j, k)
-                        yield consumed(j, k, x)
+                        yield done[k][d]
                         blocked.pop(unit, None)
-                if env.now > t_wait:
-                    stall["fifo_full"] += env.now - t_wait
-                    timings[j].end = max(timings[j].end, env.now)
+                stall["fifo_full"] += env.now - t_wait  # its span ends at its compute
 
-    def consumed(i: int, j: int, x: int):
-        """The event of consumer j finishing the last chunk that reads producer i's x."""
-        ni, nj = plans[i].chunks, plans[j].chunks
-        return done[j][min(nj - 1, math.ceil((x + 1) * nj / ni) - 1)]
+    def room_after(c: int, fifo: float, rp: float, rc: float, nc: int) -> int:
+        """The consumer chunk that must be done before a producer may push its chunk c
+        (rows up to (c + 1) rp): the rows it has pushed may run `fifo` rows ahead of the
+        end of the block the consumer works on, (d + 1) rc for its chunk d; -1: none."""
+        d = math.ceil(((c + 1) * rp - fifo) / rc - 1e-9) - 1  # the block it must work on
+        return min(d - 1, nc - 1)
 
     def store(j: int, c: int, nbytes: float):
         """The write-back of one chunk, issued as soon as it is computed."""
@@ -326,9 +343,10 @@ def run_segment(plans: list[OpPlan], bw_bytes_per_cycle: float, latency_cycles: 
             u, (j, k) = next(iter(blocked.items()))
             raise InputError(
                 f"the design deadlocks: unit {u} waits with {plans[j].op.name} for room in "
-                f"its stream to {plans[k].unit} ({plans[k].op.name}), whose unit waits for "
-                "work behind it; deepen that stream's FIFO (depth_bytes) or give the ops "
-                "their own units")
+                f"its stream to unit {plans[k].unit} ({plans[k].op.name}), which waits for "
+                "work queued behind it or for tile-pool space the blocked units hold; deepen "
+                "that stream's FIFO (depth_bytes), give the units their own tile_kib, or "
+                "their ops their own units")
         raise RuntimeError("engine deadlock: not every chunk completed")  # a bug, not input
     for tm in timings:
         if tm.start == math.inf:
@@ -340,7 +358,7 @@ def run_ops(mapper: Mapper, ops, record: bool = False) -> tuple[list[OpPlan], Se
     """Map `ops` onto the mapper's accelerator and simulate them as one segment."""
     plans = mapper.plan(ops)
     return plans, run_segment(plans, mapper.bw, mapper.arch.latency_cycles, record,
-                              pool_bytes=mapper.pool, ports=mapper.arch.buffer.ports)
+                              pool_bytes=mapper.pools(), ports=mapper.arch.buffer.ports)
 
 
 # ------------------------------------------------------------------------ whole sampling run
@@ -488,7 +506,17 @@ def simulate(arch, trace, max_chunks: int = 16, timeline: bool = False,
         cycle_factor=cal.cycles if cal is not None else None,
         calibrated_clock_mhz=cal.clock_mhz if cal is not None else None, timeline=events,
         memory_trace=_memory_trace(mapper, trace) if memory_trace else [], power=pw,
+        units=_unit_infos(arch, res) if arch.is_spatial else (),
     )
+
+
+def _unit_infos(arch, res) -> tuple:
+    from dlmsim.results import UnitInfo
+
+    return tuple(UnitInfo(u.name, u.kind, u.region,
+                          float(u.pes if u.kind == "array" else u.sfu.elems_per_cycle),
+                          res.placement.get(u.region))
+                 for u in arch.compute_units())
 
 
 def _memory_trace(mapper: Mapper, trace) -> list[tuple]:

@@ -64,7 +64,7 @@ import math
 import re
 from dataclasses import dataclass, replace
 
-from dlmsim.arch import Accelerator, Unit, bytes_of, stored_bytes
+from dlmsim.arch import Accelerator, Unit, bytes_of, stored_bytes, tile_pools
 from dlmsim.cost.systolic import gemm_cycles
 from dlmsim.errors import InputError
 from dlmsim.sfu import cost as sfu_cost
@@ -139,6 +139,12 @@ def input_need(op: Op) -> str:
     if op.kind == "sfu" and op.fn in ELEMENTWISE_FNS:
         return "any"
     return "rows"
+
+
+def streamed_operand(op: Op, pos: int) -> bool:
+    """Can `op` take its input `pos` row block by row block: its first (streamed) input, or
+    any input of the data's shape of an element-wise op (a residual's two terms)?"""
+    return pos == 0 or (input_need(op) == "any" and op.inputs[pos].shape == op.inputs[0].shape)
 
 
 def streams(order: str, need: str) -> bool:
@@ -231,17 +237,25 @@ def _runs(unit: Unit, op: Op) -> bool:
 
 def assign(arch: Accelerator, ops) -> dict[str, str]:
     """Unit name of every op (`Accelerator.compute_units` states the rule). Ops no pattern
-    claims are balanced over the auto units (those without `ops`) by longest processing
-    time first: op groups (the same op of every block, `op_group`) in decreasing work (MACs
-    of a GEMM, elements of an SFU op, over all instances), each to the unit that would then
-    finish its work soonest at its peak rate (PEs, or elements per cycle); a simplification
-    that weighs work, not the pipeline it forms."""
+    claims are balanced over the auto units (those without `ops`, or listing `auto`) by
+    longest processing time first: op groups (the same op of every block, `op_group`) in
+    decreasing work (MACs of a GEMM, elements of an SFU op, over all instances), each to
+    the unit that would then finish its work, claimed and balanced, soonest at its peak rate
+    (PEs, or elements per cycle); a simplification that weighs work, not the pipeline it
+    forms."""
     units = arch.compute_units()
     out: dict[str, str] = {}
     if not arch.is_spatial:
         for op in ops:
             out[op.name] = "dma" if op.kind == "gather" else UNIT_KINDS[op.kind]
         return out
+    load: dict[str, float] = {u.name: 0.0 for u in units}
+    rate = {u.name: float(u.pes if u.kind == "array" else u.sfu.elems_per_cycle)
+            for u in units}
+
+    def work(op) -> float:
+        return float(op.macs if op.kind == "gemm" else op.elements)
+
     groups: dict[str, list] = {}
     for op in ops:
         if op.kind == "gather":
@@ -251,20 +265,14 @@ def assign(arch: Accelerator, ops) -> dict[str, str]:
         claimed = next((u for u in able if _matches(u, op)), None)
         if claimed is not None:
             out[op.name] = claimed.name
+            load[claimed.name] += work(op) / rate[claimed.name]
             continue
-        auto = [u for u in able if not u.ops]
+        auto = [u for u in able if not u.ops or "auto" in u.ops]
         if not auto:
             what = "an array" if op.kind == "gemm" else f"an SFU implementing {op.fn}"
             raise InputError(f"{arch.name}: no unit runs op {op.name} ({op.fn}): it needs "
                              f"{what} whose ops match it, or one without ops (auto)")
         groups.setdefault(op_group(op.name), []).append((op, auto))
-    load: dict[str, float] = {u.name: 0.0 for u in units}
-    rate = {u.name: float(u.pes if u.kind == "array" else u.sfu.elems_per_cycle)
-            for u in units}
-
-    def work(op) -> float:
-        return float(op.macs if op.kind == "gemm" else op.elements)
-
     order = sorted(groups.items(), key=lambda kv: -sum(work(o) for o, _ in kv[1]))
     for _, members in order:
         w = sum(work(o) for o, _ in members)
@@ -301,15 +309,19 @@ class Mapper:
     `assign`) is computed over the ops of each call when not given."""
 
     def __init__(self, arch: Accelerator, max_chunks: int = 16,
-                 assignment: dict[str, str] | None = None, _unit: str | None = None):
+                 assignment: dict[str, str] | None = None, _pool: float | None = None):
         self.arch = arch
-        self.unit_name = _unit
         self.assignment = dict(assignment or {})
         self._views: dict[str, Mapper] = {}
+        self._pools: dict[str, float] | None = None
         self.stream_specs: dict[tuple[str, str], tuple[float, float]] = {}
-        if arch.is_spatial and _unit is None:
+        if arch.is_spatial and _pool is None:
             units = arch.compute_units()
-            self._views = {u.name: Mapper(arch.unit_view(u), max_chunks, _unit=u.name)
+            pools = tile_pools(arch)
+            if len(pools) > 1:
+                self._pools = pools
+            self._views = {u.name: Mapper(arch.unit_view(u), max_chunks,
+                                          _pool=pools.get(u.name, pools[""]))
                            for u in units}
             self.stream_specs = _stream_specs(arch, units)
         self.max_chunks = max_chunks
@@ -319,7 +331,9 @@ class Mapper:
         self.accb = bytes_of(arch.bits.accumulator)
         self.capacity = arch.buffer.capacity_bytes
         self.resident = self.capacity * arch.buffer.resident_fraction
-        self.pool = self.capacity - self.resident
+        # The tile pool: the buffer's tile share, or (a unit of a spatial design) the part
+        # of it the unit uses (`arch.tile_pools`).
+        self.pool = self.capacity - self.resident if _pool is None else _pool
         self.bw = arch.bandwidth_bytes_per_cycle()
         self.peak_macs = self.r * self.c
 
@@ -332,6 +346,11 @@ class Mapper:
         if missing:
             self.assignment.update(assign(self.arch, missing))
         return [self.assignment[op.name] for op in ops]
+
+    def pools(self) -> float | dict[str, float]:
+        """The tile pool(s) the engine reserves from: one shared, or one per unit with its
+        own `tile_kib` beside the shared rest ("")."""
+        return self._pools if self._pools is not None else self.pool
 
     def on(self, unit: str) -> Mapper:
         """The mapper of one unit (this one for a temporal design and for the DMA)."""
@@ -515,7 +534,7 @@ class Mapper:
                    ) -> dict[int, tuple[float, float]]:
         """The consumers of op j's output t that take it through a stream: a stream joins
         the two units, the producer completes rows in order (`_streams_rows`, its first
-        output's shape), the consumer streams it once in row order as its first operand (a
+        output's shape), the consumer streams it once in row order (`streamed_operand`; a
         GEMM whose loop order reads A once: that order is then fixed). Any other input
         between two streamed units goes through the buffer or DRAM as in a temporal design.
         Value: (rows the FIFO holds, SLR crossing cycles)."""
@@ -526,7 +545,8 @@ class Mapper:
         out = {}
         for k, pos in consumers:
             spec = self.stream_specs.get((units[j], units[k]))
-            if spec is None or pos != 0 or input_need(ops[k]) == "channels":
+            if spec is None or not streamed_operand(ops[k], pos) or \
+                    input_need(ops[k]) == "channels" or not self._can_stream(ops, units, j, k):
                 continue
             if ops[k].kind == "gemm":
                 tl = self.on(units[k]).tiling(ops[k], True, on_chip(k, 1), ctx[k])
@@ -558,16 +578,14 @@ class Mapper:
             if op.kind != "gemm":
                 ctx.append(None)
                 continue
-            nxt = ops[j + 1] if j + 1 < len(ops) else None
-            streams = (nxt is not None and nxt.kind == "sfu" and nxt.inputs
-                       and nxt.inputs[0].name == op.outputs[0].name)
+            k = self._sfu_consumer(ops, units, j)
+            nxt = ops[k] if k is not None else None
             m = self.on(units[j])
             prev[units[j]], cycles = m.choose_dataflow(
-                op, prev.get(units[j]), nxt if streams else None,
-                self.on(units[j + 1]) if streams else None)
+                op, prev.get(units[j]), nxt, self.on(units[k]) if nxt else None)
             ctx.append(GemmContext(prev[units[j]], cycles,
-                                   self.on(units[j + 1]).sfu_cycles(nxt) if streams else None,
-                                   input_need(nxt) if streams else "rows"))
+                                   self.on(units[k]).sfu_cycles(nxt) if nxt else None,
+                                   input_need(nxt) if nxt else "rows"))
         held, tilings, streamed = self.plan_residency(ops, ctx, units)
         keys = {(h.producer, h.name) for h in held}
         fifo: dict[int, list] = {}  # consumer -> [(input name, FIFO rows, crossing cycles)]
@@ -593,6 +611,43 @@ class Mapper:
                 plan = replace(plan, unit=units[j], streamed_inputs=tuple(through))
             plans.append(plan)
         return plans, held
+
+    @staticmethod
+    def _can_stream(ops, units, j: int, k: int) -> bool:
+        """A FIFO from op j to op k cannot drain when the consumer's unit has other work
+        between the two (it reaches k only after that work, while j holds its own unit
+        waiting for k), or when k also depends on an op that j's unit runs after j (a SwiGLU
+        of gate and up computed one after the other on one array; a U-Net residual whose
+        main branch runs on the shortcut's array after it): the tensor then goes through
+        the buffer or DRAM. (Longer cycles through several units are caught when
+        simulated: an InputError naming the stream.)"""
+        if any(units[i] == units[k] for i in range(j + 1, k)):
+            return False
+        later: set[str] = set()  # what j's unit computes after j, and all that reads it
+        for i in range(j + 1, k):
+            if units[i] == units[j] or any(t.name in later for t in ops[i].inputs):
+                later.update(t.name for t in ops[i].outputs)
+        return not any(t.name in later for t in ops[k].inputs)
+
+    def _sfu_consumer(self, ops, units, j: int) -> int | None:
+        """The SFU op that streams GEMM j's output, whose cycles its dataflow and loop
+        order are weighed against: the next op when the output is its first input, or (a
+        spatial design) the first later op that takes it through a stream."""
+        out = ops[j].outputs[0].name
+        nxt = ops[j + 1] if j + 1 < len(ops) else None
+        if nxt is not None and nxt.kind == "sfu" and nxt.inputs and nxt.inputs[0].name == out:
+            return j + 1
+        if not self.stream_specs:
+            return None
+        for k in range(j + 1, len(ops)):
+            o = ops[k]
+            pos = next((p for p, t in enumerate(o.inputs) if t.name == out), None)
+            if pos is not None:
+                if o.kind == "sfu" and (units[j], units[k]) in self.stream_specs and \
+                        streamed_operand(o, pos):
+                    return k
+                return None
+        return None
 
     @staticmethod
     def _other_uses(ops, j: int, t, streamed) -> bool:

@@ -68,6 +68,7 @@ class Resources:
     slr_used: tuple[dict[str, float], ...] = ()
     slr_available: tuple[dict[str, int], ...] = ()
     problems: tuple[str, ...] = ()
+    region_used: dict[str, dict[str, float]] = field(default_factory=dict)  # by region
 
     @property
     def fraction(self) -> dict[str, float]:
@@ -182,21 +183,36 @@ def estimate(arch: Accelerator, device: Device | None = None) -> Resources:
 
 
 def _region_parts(arch: Accelerator, parts: dict) -> dict[str, dict[str, float]]:
-    """What each region holds: its units, the FIFOs of the streams into them, and (the
-    first region) the shared buffer, AXI ports and control -- a simplification: the buffer
-    sits with the first region and its ports reach the others across SLRs."""
-    region = {u.name: u.region for u in arch.compute_units()}
+    """What each region holds: its units, the FIFOs of the streams into them, its units'
+    own tile shares of the buffer, and (the first region) the rest of the buffer, the AXI
+    ports and the control -- a simplification: the buffer's ports reach the other regions
+    across SLRs at no cost."""
+    units = arch.compute_units()
+    region = {u.name: u.region for u in units}
     out = {r: dict.fromkeys(KINDS, 0.0) for r in arch.regions}
     first = next(iter(arch.regions))
-    for name, p in parts.items():
-        if name in ("buffer", "memory"):
-            r = first
-        elif name.startswith("stream "):
-            r = region[arch.streams[name.removeprefix("stream ")].consumer]
-        else:
-            r = region[name]
+
+    def add(r: str, p: dict, share: float = 1.0) -> None:
         for k in KINDS:
-            out[r][k] += p["bram18"] / 2 if k == "bram36" else p[k]
+            out[r][k] += share * (p.get("bram18", 0) / 2 if k == "bram36" else p.get(k, 0))
+
+    for name, p in parts.items():
+        if name == "buffer":
+            # A unit's own tile share (tile_kib) sits with the unit; the resident share and
+            # the tiles the other units share sit with the first region.
+            rest = 1.0
+            for u in units:
+                if u.tile_bytes is not None:
+                    share = u.tile_bytes / arch.buffer.capacity_bytes
+                    add(u.region, p, share)
+                    rest -= share
+            add(first, p, rest)
+        elif name == "memory":
+            add(first, p)
+        elif name.startswith("stream "):
+            add(region[arch.streams[name.removeprefix("stream ")].consumer], p)
+        else:
+            add(region[name], p)
     return out
 
 
@@ -211,9 +227,11 @@ def _place(arch: Accelerator, dev: Device, res: Resources) -> Resources:
     (its share of the device, the shell's reserve taken from `shell_slr`), and the streams
     crossing an SLR boundary must fit its wires (width_bits each). A design that declares
     no regions is left to the tools' placement: checked against the whole device only."""
-    if not arch.regions or not dev.slrs:
+    if not arch.regions:
         return res
     need = _region_parts(arch, res.by_unit)
+    if not dev.slrs:
+        return replace(res, region_used=need)
     avail = tuple(dev.slr_available(i) for i in range(len(dev.slrs)))
     used = [dict.fromkeys(KINDS, 0.0) for _ in dev.slrs]
     where: dict[str, int] = {}
@@ -253,7 +271,7 @@ def _place(arch: Accelerator, dev: Device, res: Resources) -> Resources:
             problems.append(f"streams crossing SLR{x}-SLR{x + 1} take {w} wires > "
                             f"{cross.sll_per_boundary} ({cross.source})")
     return replace(res, placement=where, slr_used=tuple(used), slr_available=avail,
-                   problems=tuple(problems))
+                   problems=tuple(problems), region_used=need)
 
 
 def _too_big(region: str, where: str, need, used, avail) -> str:

@@ -38,6 +38,17 @@ class PhaseCost:
                 self.dram_bytes)
 
 
+@dataclass(frozen=True)
+class UnitInfo:
+    """A compute unit as the result reports it."""
+
+    name: str
+    kind: str  # "array" or "sfu"
+    region: str
+    peak: float  # PEs (MACs per cycle) of an array, elements per cycle of an SFU
+    slr: int | None = None  # where its region was placed (multi-SLR devices)
+
+
 @dataclass
 class SimResult:
     """Latency, utilisation, per-op rows and resources of one design on one workload.
@@ -68,6 +79,7 @@ class SimResult:
     timeline: list[tuple[str, str, int, float, float]] = field(default_factory=list)
     memory_trace: list[tuple] = field(default_factory=list)  # dlmsim.memtrace rows
     power: Power | None = None  # energy and power of the run (dlmsim.power)
+    units: tuple[UnitInfo, ...] = ()  # the design's compute units (empty: array and SFU)
 
     def __post_init__(self):
         """A result is finite and non-negative, and a run takes time; anything else comes
@@ -123,11 +135,61 @@ class SimResult:
         c = self.run_cost
         if not c.cycles:
             return {"array": 0.0, "sfu": 0.0, "memory": 0.0}
+        sfus = max(1, sum(u.kind == "sfu" for u in self.units))
         return {
             "array": c.macs / (c.cycles * self.pes),
-            "sfu": c.sfu_busy_cycles / c.cycles,
+            "sfu": c.sfu_busy_cycles / (c.cycles * sfus),  # the mean over the SFUs
             "memory": c.dram_bytes / (c.cycles * self.bandwidth_bytes_per_cycle),
         }
+
+    def unit_table(self) -> pd.DataFrame:
+        """One row per compute unit: its busy cycles per run and the share of the run they
+        take (utilisation), MACs and MAC utilisation of an array, the run time attributed
+        to its ops (`ops.run_cycles`: what they add beyond the overlap), and its resources."""
+        import pandas as pd
+
+        units = self.units or (UnitInfo("array", "array", "design", self.pes),
+                               UnitInfo("sfu", "sfu", "design", 0.0))
+        ops = self.ops
+        busy = (ops["count"] * ops["compute_cycles"]).groupby(ops["unit"]).sum()
+        macs = (ops["count"] * ops["macs"]).groupby(ops["unit"]).sum()
+        added = ops["run_cycles"].groupby(ops["unit"]).sum()
+        total = self.total_cycles
+        rows = []
+        for u in units:
+            res = self.resources.by_unit.get(u.name, {})
+            b = float(busy.get(u.name, 0.0))
+            m = float(macs.get(u.name, 0.0))
+            rows.append({
+                "unit": u.name, "kind": u.kind, "region": u.region, "slr": u.slr,
+                "busy_s": b / (self.clock_mhz * 1e6), "util": b / total if total else 0.0,
+                "mac_util": m / (total * u.peak) if u.kind == "array" and total and u.peak
+                else None,
+                "critical_s": float(added.get(u.name, 0.0)) / (self.clock_mhz * 1e6),
+                "dsp": res.get("dsp", 0), "bram36": res.get("bram18", 0) / 2,
+                "uram": res.get("uram", 0), "lut": res.get("lut", 0)})
+        return pd.DataFrame(rows)
+
+    def region_table(self) -> pd.DataFrame:
+        """One row per dataflow region: its SLR, the run time attributed to its ops, its
+        critical stage (the unit busy longest: the pipeline's slowest stage) and that
+        stage's busy time, the mean utilisation of its units, and its resources (its units,
+        the FIFOs of the streams into it, and for the first region the shared buffer and
+        memory interface: `Resources.region_used`)."""
+        import pandas as pd
+
+        units = self.unit_table()
+        rows = []
+        for region, g in units.groupby("region", sort=False):
+            crit = g.loc[g["busy_s"].idxmax()]
+            used = self.resources.region_used.get(region) or {
+                k: g[k].sum() for k in ("dsp", "bram36", "uram", "lut")}
+            rows.append({
+                "region": region, "slr": g["slr"].iloc[0], "units": len(g),
+                "critical_s": g["critical_s"].sum(), "critical_stage": crit["unit"],
+                "stage_busy_s": crit["busy_s"], "util": g["util"].mean(),
+                **{k: used[k] for k in ("dsp", "bram36", "uram", "lut")}})
+        return pd.DataFrame(rows)
 
     def summary(self) -> dict[str, Any]:
         """Flat metrics with units in the keys (what `-o` writes and sweeps tabulate)."""
@@ -155,6 +217,13 @@ class SimResult:
             **{f"{k}_used": v for k, v in res.used.items()},
             **{f"{k}_frac": v for k, v in res.fraction.items()},
         }
+        if self.units:  # a spatial design: each unit's utilisation, each SLR's share
+            for _, r in self.unit_table().iterrows():
+                out[f"util_unit_{r['unit']}"] = r["util"]
+            for i, (used, avail) in enumerate(zip(res.slr_used, res.slr_available)):
+                for k in ("dsp", "bram36", "uram"):
+                    out[f"slr{i}_{k}_used"] = used[k]
+                    out[f"slr{i}_{k}_frac"] = used[k] / avail[k] if avail[k] else 0.0
         if self.power is not None:
             out.update(self.power.summary())
         if self.dram is not None:

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dlmsim
+from dlmsim.config import bundled_names
 from dlmsim.engine import run_segment, simulate
 from dlmsim.mapping import OpPlan
 from dlmsim.resources import dram_footprint, estimate
@@ -356,7 +357,8 @@ def test_memory_utilisation_never_above_one(name):
 def test_spatial_design_of_one_array_and_one_sfu_is_the_temporal_design(name):
     """The temporal design is the one-unit case of the spatial one: the same arch with its
     array and SFU declared as units `mesh` and `vec` gives the same result to the last bit
-    (summary, every op row, every timeline event) but for the units' names."""
+    (summary, every op row, every timeline event) but for the units' names (and the
+    per-unit utilisations a spatial summary adds)."""
     from dlmsim.arch import arch_from_data
     from dlmsim.config import bundled_dir, read_yaml
 
@@ -366,7 +368,161 @@ def test_spatial_design_of_one_array_and_one_sfu_is_the_temporal_design(name):
     trace = dlmsim.load_workload("mdlm-small", batch=2, seq_len=128, steps=4)
     a = simulate(dlmsim.load_arch(name), trace, timeline=True)
     b = simulate(spatial, trace, timeline=True)
-    assert a.summary() == b.summary()
+    sa, sb = a.summary(), b.summary()
+    assert sa == {k: sb[k] for k in sa}
+    assert {k for k in sb if k not in sa} == {"util_unit_mesh", "util_unit_vec"}
+    assert sb["util_unit_mesh"] == pytest.approx(a.run_cost.array_busy_cycles / a.total_cycles)
     rename = {"array": "mesh", "sfu": "vec"}
     assert a.ops.assign(unit=a.ops.unit.replace(rename)).equals(b.ops)
     assert [(rename.get(e[0], e[0]), *e[1:]) for e in a.timeline] == b.timeline
+
+
+P_OUT = Tensor("p", (4, 8))
+PRODUCER = Op("producer", "gemm", "linear", (X, W), (P_OUT,))
+CONSUMER = Op("consumer", "sfu", "gelu", (P_OUT,), (Tensor("c", (4, 8)),))
+LATER = Op("later", "gemm", "linear", (Tensor("x2", (4, 8)), W), (Tensor("y2", (4, 8)),))
+
+
+def _pipeline(fifo_rows: float):
+    """Unit `a` runs producer (4 chunks of 100 cycles) then `later` (1 chunk, 300 cycles);
+    unit `s` runs consumer (4 chunks of 200 cycles), fed by a stream from the producer.
+    No DRAM traffic, so only the stream orders them."""
+    prod = dataclasses.replace(_plan(PRODUCER, "a", 400, 0, 0, chunks=4))
+    cons = dataclasses.replace(_plan(CONSUMER, "s", 800, 0, 0, chunks=4, on_chip=("p",)),
+                               streamed_inputs=(("p", fifo_rows, 0.0),))
+    later = _plan(LATER, "a", 300, 0, 0, chunks=1)
+    return run_segment([prod, cons, later], 1.0, 0, record=True)
+
+
+def test_two_unit_pipeline_overlaps_stages_and_stalls_on_a_full_fifo():
+    """The FIFO holds no row block beyond the one each end works on (4 rows of `p`, one a
+    chunk; 0 rows of FIFO). Producer chunk c may go on once the consumer has finished
+    chunk c - 1: P0 0-100; P1 100-200; C0 100-300 (waits for P0: fifo_empty 100); P holds
+    P1 until C0 ends at 300 (fifo_full 100); P2 300-400, held to C1's end at 500; P3
+    500-600, held to C2's end at 700 (fifo_full 3 x 100 = 300); C1 300-500, C2 500-700,
+    C3 700-900; `later` on the producer's unit 700-1000. The stages overlap (the block is
+    the consumer's 800 cycles plus one producer chunk of fill, 900), and the full FIFO
+    delays the producer's next op: 1000 cycles."""
+    run = _pipeline(0.0)
+    assert _log(run) == [
+        (0, "a", "producer", 0, 100),
+        (100, "a", "producer", 1, 200),
+        (100, "s", "consumer", 0, 300),
+        (300, "a", "producer", 2, 400),
+        (300, "s", "consumer", 1, 500),
+        (500, "a", "producer", 3, 600),
+        (500, "s", "consumer", 2, 700),
+        (700, "a", "later", 0, 1000),
+        (700, "s", "consumer", 3, 900),
+    ]
+    assert run.cycles == 1000
+    # The held time is a stall of the producer; its span ends with its last computation.
+    assert run.timings[0].stall["fifo_full"] == 300 and run.timings[0].end == 600
+    assert run.timings[1].stall["fifo_empty"] == 100
+
+
+def test_a_deeper_fifo_lets_the_producer_run_ahead():
+    """One row (one producer chunk) of FIFO: chunk c waits for the consumer's chunk
+    c - 2. P2 300 (C0 done at 300: no wait), P3 300-400 held to C1's end at 500 (100);
+    `later` 500-800, the consumer ends at 900. Four rows: never held; `later` 400-700."""
+    one = _pipeline(1.0)
+    assert one.timings[0].stall["fifo_full"] == 100 and one.cycles == 900
+    assert min(e[3] for e in one.events if e[1] == "later") == 500
+    deep = _pipeline(4.0)
+    assert deep.timings[0].stall["fifo_full"] == 0
+    assert min(e[3] for e in deep.events if e[1] == "later") == 400 and deep.cycles == 900
+
+
+@settings(max_examples=25, deadline=None)
+@given(chunks=st.lists(st.integers(1, 6), min_size=3, max_size=3),
+       cycles=st.lists(st.integers(1, 500), min_size=3, max_size=3),
+       rows=st.integers(0, 4), extra=st.integers(1, 8))
+def test_more_fifo_depth_is_never_slower(chunks, cycles, rows, extra):
+    """A stream chain a -> s -> b (with `later` behind the producer on a), any chunking
+    and cycles: a deeper FIFO only relaxes when a producer may go on."""
+    def run(depth):
+        y2 = Tensor("c2", (4, 8))
+        last = Op("last", "gemm", "linear", (CONSUMER.outputs[0], W), (y2,))
+        plans = [
+            _plan(PRODUCER, "a", cycles[0], 0, 0, chunks=chunks[0]),
+            dataclasses.replace(_plan(CONSUMER, "s", cycles[1], 0, 0, chunks=chunks[1],
+                                      on_chip=("p",)), streamed_inputs=(("p", depth, 0.0),)),
+            dataclasses.replace(_plan(last, "b", cycles[2], 0, 0, chunks=chunks[2],
+                                      on_chip=("c",)), streamed_inputs=(("c", depth, 0.0),)),
+            _plan(LATER, "a", 50, 0, 0, chunks=1),
+        ]
+        return run_segment(plans, 1.0, 0).cycles
+
+    assert run(rows + extra) <= run(rows) + 1e-9
+
+
+def _original(**sets):
+    return dlmsim.load_arch("mdlm-original-u280-fp32", **sets)
+
+
+@pytest.mark.parametrize("scale", [4.0, 64.0])
+def test_deeper_streams_never_slow_a_spatial_design(scale):
+    """The whole original MDLM design on MDLM-tiny with every FIFO deeper (64 x is more
+    BRAM than the device has: simulated anyway)."""
+    trace = _tiny_trace()
+    base = simulate(_original(), trace).total_cycles
+    arch = _original()
+    deeper = {f"streams.{n}.depth_bytes": s.depth_bytes * scale
+              for n, s in arch.streams.items()} | {"allow_overfull": True}
+    assert simulate(_original(**deeper), trace).total_cycles <= base * (1 + 1e-9)
+
+
+def test_spatial_units_overlap_in_a_block():
+    """In the original MDLM design the six arrays work at the same time within a block:
+    mlp1 and mlp2 (joined through the GELU SFU by streams) overlap, and each busy unit is
+    a lane of its own in the timeline."""
+    res = simulate(_original(), _tiny_trace(), timeline=True)
+    lanes = {e[0] for e in res.timeline}
+    assert {"qkv", "scores", "pv", "attn_out", "mlp1", "mlp2"} <= lanes
+
+    def span(unit):
+        ts = [(e[3], e[4]) for e in res.timeline if e[0] == unit]
+        return min(t[0] for t in ts), max(t[1] for t in ts)
+
+    (a0, a1), (b0, b1) = span("mlp1"), span("mlp2")
+    assert b0 < a1 and a0 < b1  # the two spans overlap
+    assert res.ops.run_cycles.sum() == pytest.approx(res.total_cycles, rel=1e-9)
+    assert (res.ops.span_cycles >= res.ops.roofline_cycles * (1 - 1e-9)).all()
+
+
+SPATIAL_PRESETS = [n for n in bundled_names("arch") if dlmsim.load_arch(n).is_spatial]
+
+
+def _small(name: str):
+    """A bundled workload at a small size: batch 1, two steps, at most 64 tokens."""
+    run = dict(dlmsim.load_workload(name, batch=1).run)
+    kw = {"batch": 1, "steps": 2}
+    if "seq_len" in run:
+        kw["seq_len"] = min(64, run["seq_len"])
+    if "gen_len" in run:
+        kw["gen_len"] = min(32, kw["seq_len"])
+    return dlmsim.load_workload(name, **kw)
+
+
+def test_there_are_spatial_presets():
+    assert {"mdlm-original-u280-fp32", "spatial-int8-u280"} <= set(SPATIAL_PRESETS)
+
+
+@pytest.mark.parametrize("arch_name", SPATIAL_PRESETS)
+@pytest.mark.parametrize("workload", bundled_names("workloads"))
+def test_every_spatial_preset_simulates_every_bundled_workload(arch_name, workload):
+    """Every op finds a unit, no stream deadlocks, rows add up to the run, no op beats its
+    roofline. A model whose weights exceed the design's HBM (LLaDA-8B in fp32: 29.9 GiB)
+    runs from the U280's DDR4 instead."""
+    arch = dlmsim.load_arch(arch_name)
+    trace = _small(workload)
+    if dram_footprint(arch, trace).total_bytes > dram_footprint(arch, trace).usable_bytes:
+        arch = dlmsim.load_arch(arch_name, **{"memory.target": "ddr"})
+    res = simulate(arch, trace)
+    assert res.total_cycles > 0
+    assert res.ops.run_cycles.sum() == pytest.approx(res.total_cycles, rel=1e-9)
+    assert (res.ops.span_cycles >= res.ops.roofline_cycles * (1 - 1e-9)).all()
+    units = res.unit_table()
+    assert set(res.ops.unit) - {"dma"} <= set(units.unit)
+    assert ((units.util >= 0) & (units.util <= 1 + 1e-9)).all()
+    assert res.summary()["util_sfu"] <= 1 + 1e-9

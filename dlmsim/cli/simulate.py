@@ -197,7 +197,8 @@ def _print_tables(res, acc, top: int) -> None:
     out.print(per)
     out.print("stall: cycles the op's unit waited before its chunks, by the largest cause "
               "(dram: inputs loading; capacity: tile pool full; port: no buffer port free; "
-              "dependency: a producer not done).", highlight=False)
+              "dependency: a producer not done; fifo_empty: a stream's producer not done; "
+              "fifo_full: the stream's consumer has no room).", highlight=False)
     out.print("span: first event to last of the op; added: cycles the op adds to the run "
               "beyond the ops before it (overlap hides the rest); share: of the run.",
               highlight=False)
@@ -218,9 +219,59 @@ def _print_tables(res, acc, top: int) -> None:
         rt.add_row(k.upper(), f"{v:,.0f}", f"{avail:,}", f"{frac:.1%}" if avail else "-",
                    *([f"{calr.used[k]:,.0f}"] if calr else []))
     out.print(rt)
+    if res.units:
+        _print_spatial(res, acc)
     _print_memories(res, acc)
     if not res.resources.fits:
         out.print(f"[bold red]does not fit:[/] {res.resources.describe_over()}")
+
+
+def _print_spatial(res, acc) -> None:
+    """Per unit, per region and per SLR figures of a spatial design."""
+    units = res.unit_table()
+    t = Table(title=f"units ({len(units)}; busy and critical time per sampling run)",
+              header_style="bold")
+    for col in ("unit", "kind", "region", "SLR", "busy", "utilisation", "MAC util.",
+                "on critical path", "DSP", "BRAM36", "URAM", "LUT"):
+        t.add_column(col, justify="left" if col in ("unit", "kind", "region") else "right")
+    for r in units.itertuples(index=False):
+        t.add_row(r.unit, r.kind, r.region, _slr(r.slr), _secs(r.busy_s), f"{r.util:.1%}",
+                  "-" if r.kind != "array" else f"{r.mac_util:.1%}",
+                  _secs(r.critical_s), f"{r.dsp:,.0f}", f"{r.bram36:,.1f}", f"{r.uram:,.0f}",
+                  f"{r.lut:,.0f}")
+    out.print(t)
+    regions = res.region_table()
+    t = Table(title="dataflow regions (critical stage: the unit busy longest)",
+              header_style="bold")
+    for col in ("region", "SLR", "units", "on critical path", "share of run",
+                "critical stage", "its busy time", "mean utilisation", "DSP", "BRAM36",
+                "URAM", "LUT"):
+        t.add_column(col, justify="left" if col in ("region", "critical stage") else "right")
+    for r in regions.itertuples(index=False):
+        t.add_row(r.region, _slr(r.slr), str(r.units), _secs(r.critical_s),
+                  f"{r.critical_s / res.seconds:.1%}", r.critical_stage,
+                  _secs(r.stage_busy_s), f"{r.util:.1%}", f"{r.dsp:,.0f}",
+                  f"{r.bram36:,.0f}", f"{r.uram:,.0f}", f"{r.lut:,.0f}")
+    out.print(t)
+    rs = res.resources
+    if rs.slr_used:
+        t = Table(title=f"SLRs of {acc.device} (used / available to the design)",
+                  header_style="bold")
+        for col in ("SLR", "regions", "DSP", "BRAM36", "URAM", "LUT", "FF"):
+            t.add_column(col, justify="left" if col in ("SLR", "regions") else "right")
+        for i, (used, avail) in enumerate(zip(rs.slr_used, rs.slr_available)):
+            names = ", ".join(r for r, s in rs.placement.items() if s == i) or "-"
+            t.add_row(f"SLR{i}", names, *(
+                f"{used[k]:,.0f} / {avail[k]:,} ({used[k] / avail[k]:.0%})" if avail[k]
+                else f"{used[k]:,.0f} / 0" for k in ("dsp", "bram36", "uram", "lut", "ff")))
+        out.print(t)
+
+
+def _slr(v) -> str:
+    """An SLR index from a table (None or NaN: placed by the tools)."""
+    import math
+
+    return "-" if v is None or math.isnan(v) else str(int(v))
 
 
 def _print_memories(res, acc) -> None:
