@@ -648,6 +648,14 @@ def _sfu_stages(k: KernelSpec) -> str:
         a_end += ["if op == SOFTMAX:", f"    st_a[0, ist] = {pmax}", "    st_a[1, ist] = 0.0",
                   "    ist += 1"]
     stat_fns = [f for f in ("layernorm", "rmsnorm", "softmax") if f in fns]
+    norms = "layernorm" in fns or "rmsnorm" in fns
+    # Only the buffers a used function needs (an unused one is removed before scheduling).
+    decl_a = _indent(([f"ps: float32[{n_part}]", f"pq: float32[{n_part}]"] if norms else [])
+                     + (["pm: float32[L]"] if "softmax" in fns else []), 4)
+    reset_a = _indent(([f"for p0 in range({n_part}, unroll=True):", "    ps[p0] = 0.0",
+                        "    pq[p0] = 0.0"] if norms else [])
+                      + (["for l0 in range(L, unroll=True):", "    pm[l0] = -3.0e38"]
+                         if "softmax" in fns else []), 12)
     stat_cond = " or ".join(f"op == {f.upper()}" for f in stat_fns) or "False"
     stage_a = f'''
 
@@ -655,22 +663,14 @@ def sfu_a(prm: float32[NPRM], op: int32, M: int32, N: int32, sa: int32, sb: int3
           pe: int32, x0_s: TyA[L, XS], x1_s: TyA[L, XS], xa_s: float32[L, XS],
           xa1_s: float32[L, XS], st_a: float32[2, SR]):
     """SFU stage a: dequantize, forward, first row statistics (see _sfu_stages)."""
-    ps: float32[{n_part}]
-    pq: float32[{n_part}]
-    pm: float32[L]
-    ix: int32 = 0
+{decl_a}    ix: int32 = 0
     ist: int32 = 0
     nw: int32 = (N + L - 1) // L
     s0: float32 = prm[sa]
     s1: float32 = prm[sb]
     if {stat_cond}:
         for row in range(M):
-            for p0 in range({n_part}, unroll=True):
-                ps[p0] = 0.0
-                pq[p0] = 0.0
-            for l0 in range(L, unroll=True):
-                pm[l0] = -3.0e38
-            for jj in range(nw, name="stats", pipeline=True):
+{reset_a}            for jj in range(nw, name="stats", pipeline=True):
                 for l in range(L):
                     j: int32 = jj * L + l
                     x: float32 = float(x0_s[l, ix]) * s0
@@ -717,6 +717,8 @@ def sfu_a(prm: float32[NPRM], op: int32, M: int32, N: int32, sa: int32, sb: int3
         b_fwd_stats = [f"if {cond}:", "    st_b[0, isb] = st_a[0, ist]",
                        "    st_b[1, isb] = st_a[1, ist]", "    ist += 1", "    isb += 1"]
     row_fns = [f for f in ("layernorm", "rmsnorm", "softmax", "rotary") if f in fns]
+    decl_b = _indent(([f"ps: float32[{n_part}]"] if "softmax" in fns else [])
+                     + (["rbuf: float32[NMAX]"] if "rotary" in fns else []), 4)
     b_rows = " or ".join(f"op == {f.upper()}" for f in row_fns) or "False"
     b_pass = " or ".join(f"op == {f.upper()}" for f in stats_fns) or "False"
     stage_b = f'''
@@ -725,9 +727,7 @@ def sfu_b(op: int32, M: int32, N: int32, dh: int32, xa_s: float32[L, XS],
           xa1_s: float32[L, XS], st_a: float32[2, SR], xb_s: float32[L, XS],
           xb1_s: float32[L, XS], st_b: float32[2, SR]):
     """SFU stage b: softmax's exp and sum, rotary's rotation partners (see _sfu_stages)."""
-    ps: float32[{n_part}]
-    rbuf: float32[NMAX]
-    ix: int32 = 0
+{decl_b}    ix: int32 = 0
     ixb: int32 = 0
     ist: int32 = 0
     isb: int32 = 0
@@ -856,7 +856,19 @@ def accel(wts: TyW[NWTS], prm: float32[NPRM], act_in: TyA[NACT], {args},
 
 
 def _schedule(k: KernelSpec) -> str:
-    return '''
+    fns = set(k.fns)
+    bufs = ([("sfu_a", "ps", 0, None, 0), ("sfu_a", "pq", 0, None, 0)]
+            if {"layernorm", "rmsnorm"} & fns else [])
+    bufs += [("sfu_a", "pm", 0, None, 0), ("sfu_b", "ps", 0, None, 0)] if "softmax" in fns \
+        else []
+    bufs += [("sfu_b", "rbuf", 1, "Partition.Cyclic", "L")] if "rotary" in fns else []
+    listed = ", ".join("(" + ", ".join(repr(x) if i < 2 else str(x) for i, x in enumerate(b))
+                       + ")" for b in bufs)
+    return f'''
+
+# SFU buffers of the functions this program uses: (process, buffer, dim, kind, factor)
+SFU_BUFFERS = [{listed}]
+
 
 def schedule_array():
     """The array as hardware: R x CP PE functions (Allo's `unfold`) with FIFOs between them
@@ -886,9 +898,7 @@ def schedule_hls(s):
     for fn, buf, dim, kind, factor in (
             ("fetch_a", "abuf", 1, cyc, R), ("fetch_a", "abuf", 2, cyc, WE),
             ("fetch_b", "wpan", 1, cyc, CP), ("fetch_b", "bt", 1, cyc, C),
-            ("fetch_b", "bt", 2, cyc, WE), ("sfu_a", "ps", 0, None, 0),
-            ("sfu_a", "pq", 0, None, 0), ("sfu_a", "pm", 0, None, 0),
-            ("sfu_b", "ps", 0, None, 0), ("sfu_b", "rbuf", 1, cyc, L)):
+            ("fetch_b", "bt", 2, cyc, WE), *SFU_BUFFERS):
         if kind is None:
             s.partition(MockBuffer(fn, buf), dim=dim)
         elif factor > 1:
