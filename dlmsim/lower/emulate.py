@@ -149,10 +149,11 @@ class Machine:
             else:
                 inv = (f32(1.0) / np.sqrt(ms + eps)).astype(f32)
                 z = (x * inv).astype(f32) * g
-        elif fn == "softmax":
+        elif fn == "softmax":  # the sum of the exps in 2^-23 fixed point (exact integers)
             mx = x.max(axis=1, keepdims=True)
             e = np.exp(x - mx).astype(f32)
-            z = e * (f32(1.0) / lane_sum(e)).astype(f32)
+            tot = np.trunc(e * f32(8388608.0)).astype(np.int64).sum(axis=1, keepdims=True)
+            z = e * (f32(8388608.0) / tot.astype(f32)).astype(f32)
         elif fn == "gelu_tanh":
             z = f32(0.5) * x * (f32(1.0) + np.tanh(f32(0.7978845608028654) * (
                 x + f32(0.044715) * x * x * x)))

@@ -630,9 +630,6 @@ def _sfu_stages(k: KernelSpec) -> str:
         a_stats += ["if op == LAYERNORM or op == RMSNORM:",
                     "    if j < N:", "        ps[l * 4 + jj % 4] += x",
                     "        pq[l * 4 + jj % 4] += x * x"]
-    if "softmax" in fns:
-        a_stats += ["if op == SOFTMAX:", "    if j < N:", "        if x > pm[l]:",
-                    "            pm[l] = x"]
     a_end = []
     if "layernorm" in fns:
         a_end += ["if op == LAYERNORM:", f"    mu: float32 = ({psum('ps')}) / float(N)",
@@ -644,18 +641,24 @@ def _sfu_stages(k: KernelSpec) -> str:
         a_end += ["if op == RMSNORM:", f"    ms: float32 = ({psum('pq')}) / float(N)",
                   "    st_a[0, ist] = 0.0", "    st_a[1, ist] = 1.0 / allo.sqrt(ms + prm[pe])",
                   "    ist += 1"]
-    if "softmax" in fns:
-        a_end += ["if op == SOFTMAX:", f"    st_a[0, ist] = {pmax}", "    st_a[1, ist] = 0.0",
-                  "    ist += 1"]
-    stat_fns = [f for f in ("layernorm", "rmsnorm", "softmax") if f in fns]
+    stat_fns = [f for f in ("layernorm", "rmsnorm") if f in fns]
+    a_soft = [] if "softmax" not in fns else [
+        "elif op == SOFTMAX:  # rows x words in one stream: the max compares in one cycle",
+        "    jm: int32 = 0",
+        '    for t0 in range(M * nw, name="max", pipeline=True):',
+        "        for l2 in range(L):", "            j2: int32 = jm * L + l2",
+        "            x2: float32 = float(x0_s[l2, ix]) * s0", "            xa_s[l2, ix] = x2",
+        "            v: float32 = -3.0e38", "            if j2 < N:", "                v = x2",
+        "            if jm == 0 or v > pm[l2]:", "                pm[l2] = v",
+        "        ix += 1", "        if jm == nw - 1:", f"            st_a[0, ist] = {pmax}",
+        "            st_a[1, ist] = 0.0", "            ist += 1", "        jm += 1",
+        "        if jm == nw:", "            jm = 0"]
     norms = "layernorm" in fns or "rmsnorm" in fns
     # Only the buffers a used function needs (an unused one is removed before scheduling).
     decl_a = _indent(([f"ps: float32[{n_part}]", f"pq: float32[{n_part}]"] if norms else [])
                      + (["pm: float32[L]"] if "softmax" in fns else []), 4)
-    reset_a = _indent(([f"for p0 in range({n_part}, unroll=True):", "    ps[p0] = 0.0",
-                        "    pq[p0] = 0.0"] if norms else [])
-                      + (["for l0 in range(L, unroll=True):", "    pm[l0] = -3.0e38"]
-                         if "softmax" in fns else []), 12)
+    reset_a = _indent([f"for p0 in range({n_part}, unroll=True):", "    ps[p0] = 0.0",
+                       "    pq[p0] = 0.0"] if norms else [], 12)
     stat_cond = " or ".join(f"op == {f.upper()}" for f in stat_fns) or "False"
     stage_a = f'''
 
@@ -676,7 +679,7 @@ def sfu_a(prm: float32[NPRM], op: int32, M: int32, N: int32, sa: int32, sb: int3
                     x: float32 = float(x0_s[l, ix]) * s0
                     xa_s[l, ix] = x
 {_indent(a_stats, 20)}                ix += 1
-{_indent(a_end, 12)}    elif op != GEMM:  # no statistics: rows x words in one stream
+{_indent(a_end, 12)}{_indent(a_soft, 4)}    elif op != GEMM:  # no statistics: rows x words in one stream
         for t in range(M * nw, name="forward", pipeline=True):
             for l1 in range(L):
                 xa_s[l1, ix] = float(x0_s[l1, ix]) * s0
@@ -685,18 +688,22 @@ def sfu_a(prm: float32[NPRM], op: int32, M: int32, N: int32, sa: int32, sb: int3
             ix += 1
 '''
     # ---- stage b
-    b_soft = []
-    if "softmax" in fns:
-        b_soft = ["if op == SOFTMAX:", "    mx: float32 = st_a[0, ist]", "    ist += 1",
-                  f"    for p1 in range({n_part}, unroll=True):", "        ps[p1] = 0.0",
-                  '    for jj in range(nw, name="exp", pipeline=True):',
-                  "        for l in range(L):", "            j: int32 = jj * L + l",
-                  "            e: float32 = 0.0", "            if j < N:",
-                  "                e = allo.exp(xa_s[l, ix] - mx)",
-                  "                ps[l * 4 + jj % 4] += e",
-                  "            xb_s[l, ix] = e", "        ix += 1",
-                  f"    st_b[0, isb] = 1.0 / ({psum('ps')})", "    st_b[1, isb] = 0.0",
-                  "    isb += 1"]
+    qsum = tree("+", [f"qs[{i}]" for i in range(k.sfu_lanes)])
+    b_soft = [] if "softmax" not in fns else [
+        "elif op == SOFTMAX:  # rows x words in one stream; the sum of the exps in 2^-23",
+        "    je: int32 = 0",   # fixed point, whose integer adds take one cycle
+        "    mx: float32 = 0.0",
+        '    for t0 in range(M * nw, name="exp", pipeline=True):',
+        "        if je == 0:", "            mx = st_a[0, ist]", "            ist += 1",
+        "        for l in range(L):", "            j: int32 = je * L + l",
+        "            e: float32 = 0.0", "            if j < N:",
+        "                e = allo.exp(xa_s[l, ix] - mx)",
+        "            eq: int64 = e * 8388608.0", "            if je == 0:",
+        "                qs[l] = eq", "            else:", "                qs[l] = qs[l] + eq",
+        "            xb_s[l, ix] = e", "        ix += 1", "        if je == nw - 1:",
+        f"            tot: int64 = {qsum}", "            st_b[0, isb] = 8388608.0 / float(tot)",
+        "            st_b[1, isb] = 0.0", "            isb += 1", "        je += 1",
+        "        if je == nw:", "            je = 0"]
     b_rot = []
     if "rotary" in fns:
         b_rot = ["if op == ROTARY:",
@@ -716,8 +723,8 @@ def sfu_a(prm: float32[NPRM], op: int32, M: int32, N: int32, sa: int32, sb: int3
         cond = " or ".join(f"op == {f.upper()}" for f in stats_fns)
         b_fwd_stats = [f"if {cond}:", "    st_b[0, isb] = st_a[0, ist]",
                        "    st_b[1, isb] = st_a[1, ist]", "    ist += 1", "    isb += 1"]
-    row_fns = [f for f in ("layernorm", "rmsnorm", "softmax", "rotary") if f in fns]
-    decl_b = _indent(([f"ps: float32[{n_part}]"] if "softmax" in fns else [])
+    row_fns = [f for f in ("layernorm", "rmsnorm", "rotary") if f in fns]
+    decl_b = _indent((["qs: int64[L]"] if "softmax" in fns else [])
                      + (["rbuf: float32[NMAX]"] if "rotary" in fns else []), 4)
     b_rows = " or ".join(f"op == {f.upper()}" for f in row_fns) or "False"
     b_pass = " or ".join(f"op == {f.upper()}" for f in stats_fns) or "False"
@@ -734,12 +741,12 @@ def sfu_b(op: int32, M: int32, N: int32, dh: int32, xa_s: float32[L, XS],
     nw: int32 = (N + L - 1) // L
     if {b_rows}:
         for row in range(M):
-{_indent(b_soft + b_rot + b_fwd_stats, 12)}            if {b_pass}:
+{_indent(b_rot + b_fwd_stats, 12)}            if {b_pass}:
                 for jj2 in range(nw, name="pass", pipeline=True):
                     for l2 in range(L):
                         xb_s[l2, ix] = xa_s[l2, ix]
                     ix += 1
-    elif op != GEMM:  # pass through: rows x words in one stream
+{_indent(b_soft, 4)}    elif op != GEMM:  # pass through: rows x words in one stream
         for t in range(M * nw, name="forward", pipeline=True):
             for l3 in range(L):
                 xb_s[l3, ix] = xa_s[l3, ix]
@@ -859,7 +866,7 @@ def _schedule(k: KernelSpec) -> str:
     fns = set(k.fns)
     bufs = ([("sfu_a", "ps", 0, None, 0), ("sfu_a", "pq", 0, None, 0)]
             if {"layernorm", "rmsnorm"} & fns else [])
-    bufs += [("sfu_a", "pm", 0, None, 0), ("sfu_b", "ps", 0, None, 0)] if "softmax" in fns \
+    bufs += [("sfu_a", "pm", 0, None, 0), ("sfu_b", "qs", 0, None, 0)] if "softmax" in fns \
         else []
     bufs += [("sfu_b", "rbuf", 1, "Partition.Cyclic", "L")] if "rotary" in fns else []
     listed = ", ".join("(" + ", ".join(repr(x) if i < 2 else str(x) for i, x in enumerate(b))
