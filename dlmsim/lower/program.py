@@ -84,6 +84,10 @@ def lowered_arch(arch: Accelerator) -> Accelerator:
     if arch.is_spatial:
         raise InputError(f"arch {arch.name} is a spatial design (units:); `dlmsim lower` "
                          "generates temporal designs (one array and one SFU) so far")
+    if arch.is_spatial:
+        raise InputError(f"arch {arch.name} is a spatial design ({len(arch.units)} units): "
+                         "dlmsim lower generates the temporal accelerator (one array, one "
+                         "SFU); spatial designs are not lowered yet")
     if "os" not in arch.array.dataflows:
         raise InputError(f"arch {arch.name}: the lowering generates an output-stationary "
                          "array; this design supports only "
