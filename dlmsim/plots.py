@@ -104,9 +104,10 @@ def pareto_front_2d(x, y, senses=("minimize", "minimize")) -> np.ndarray:
 
 
 def color_column(df: pd.DataFrame) -> str | None:
-    """What to colour points by: bit widths if they vary, else dataflow, else the first
-    swept parameter with 2 to 10 values, else None."""
-    for c in ("bits", "dataflow"):
+    """What to colour points by: the base arch if a sweep varies it (temporal against
+    spatial designs), else bit widths if they vary, else dataflow, else the first swept
+    parameter with 2 to 10 values, else None."""
+    for c in ("base", "bits", "dataflow"):
         if c in df and df[c].nunique(dropna=True) > 1:
             return c
     for c in df.columns:
@@ -301,6 +302,79 @@ def breakdown(ops_df: pd.DataFrame, path, title: str | None = None,
         return _save(fig, path)
 
 
+def compare(summaries: Sequence[dict[str, Any]], path, labels: Sequence[str] = (),
+            title: str | None = None) -> Path:
+    """Designs side by side (temporal and spatial, each a `dlmsim simulate` summary): the
+    latency per sampling run, utilisation of the arrays (MACs), the SFUs and the memory
+    bandwidth, the share of the device's DSP/BRAM/URAM, and the busy share of every compute
+    unit (a temporal design's array and SFU; each unit of a spatial one)."""
+    path = check_figure_path(path)
+    if not summaries:
+        raise InputError("nothing to compare: give at least one simulate directory")
+    need = ("latency_run_s", "util_array", "util_sfu", "util_memory_bw", "dsp_frac",
+            "bram36_frac", "uram_frac")
+    for i, s in enumerate(summaries):
+        missing = [k for k in need if not isinstance(s.get(k), int | float)]
+        if missing:
+            raise InputError(f"design {i + 1}: its summary lacks {', '.join(missing)}")
+    names = list(labels) or [f"{s.get('arch', '?')} / {s.get('workload', '?')}"
+                             for s in summaries]
+    n = len(summaries)
+    colors = [plt.get_cmap("tab10")(i % 10) for i in range(n)]
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(2, 2, figsize=(10.0, 4.2 + 0.35 * n))
+        a1, a2, a3, a4 = axes.ravel()
+        lat = [s["latency_run_s"] for s in summaries]
+        a1.barh(range(n), lat, color=colors)
+        a1.set_yticks(range(n), names, fontsize=8)
+        a1.invert_yaxis()
+        for i, v in enumerate(lat):
+            a1.text(v, i, f" {v:.4g} s", va="center", fontsize=7.5)
+        a1.set_xlabel("latency per sampling run (s)")
+        a1.set_xlim(0, max(lat) * 1.35)
+        a1.set_title("latency")
+        _grouped(a2, summaries, colors, names, ("util_array", "util_sfu", "util_memory_bw"),
+                 ("arrays (MACs)", "SFUs (busy)", "memory bw"), "utilisation (fraction)")
+        a2.set_title("utilisation")
+        _grouped(a3, summaries, colors, names, ("dsp_frac", "bram36_frac", "uram_frac"),
+                 ("DSP", "BRAM36", "URAM"), "share of the device (fraction)")
+        a3.axhline(1.0, color="0.3", lw=0.8, ls="--")
+        a3.set_title("resources")
+        # Busy share of each compute unit, designs one after another.
+        x, ticks, tick_names = 0, [], []
+        for i, s in enumerate(summaries):
+            units = {k.removeprefix("util_unit_"): v for k, v in s.items()
+                     if k.startswith("util_unit_")} or {"array": s["util_array"],
+                                                        "sfu": s["util_sfu"]}
+            for u, v in units.items():
+                a4.bar(x, v, color=colors[i], width=0.8)
+                ticks.append(x)
+                tick_names.append(u)
+                x += 1
+            x += 1
+        a4.set_xticks(ticks, tick_names, rotation=90, fontsize=6.5)
+        a4.set_ylabel("busy share of the run (fraction)")
+        a4.set_title("compute units")
+        a4.grid(axis="x", visible=False)
+        handles = [matplotlib.patches.Patch(color=c, label=nm) for c, nm in zip(colors, names)]
+        fig.legend(handles=handles, loc="lower center", ncol=min(n, 3), fontsize=8,
+                   bbox_to_anchor=(0.5, -0.01 - 0.03 * ((n - 1) // 3)))
+        fig.suptitle(title or "designs side by side")
+        fig.tight_layout(rect=(0, 0.06 + 0.03 * ((n - 1) // 3), 1, 1))
+        return _save(fig, path)
+
+
+def _grouped(ax, summaries, colors, names, keys, key_names, ylabel) -> None:
+    n = len(summaries)
+    width = 0.8 / n
+    for i, s in enumerate(summaries):
+        xs = [g + (i - (n - 1) / 2) * width for g in range(len(keys))]
+        ax.bar(xs, [s[k] for k in keys], width=width, color=colors[i], label=names[i])
+    ax.set_xticks(range(len(keys)), key_names)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="x", visible=False)
+
+
 def _events_frame(events) -> pd.DataFrame:
     if isinstance(events, pd.DataFrame):
         df = events.rename(columns={"start": "start_cycle", "end": "end_cycle"})
@@ -322,10 +396,11 @@ def _op_group(name: str) -> str:
 
 
 def timeline(events, path, title: str | None = None, clock_mhz: float | None = None,
-             max_legend: int = 24) -> Path:
-    """Gantt chart of the DMA engines, the array and the SFU: one bar per tile event,
-    coloured by op. `events` is SimResult.timeline or a frame with unit, op, start_cycle,
-    end_cycle."""
+             max_legend: int = 24, lanes: Sequence[str] = ()) -> Path:
+    """Gantt chart of the DMA engines and every compute unit (the array and the SFU of a
+    temporal design; each named unit of a spatial one, in the order of `lanes`): one lane
+    per unit, one bar per tile event, coloured by op. `events` is SimResult.timeline or a
+    frame with unit, op, start_cycle, end_cycle."""
     path = check_figure_path(path)
     df = _events_frame(events)
     if df.empty:
@@ -337,8 +412,9 @@ def timeline(events, path, title: str | None = None, clock_mhz: float | None = N
         us = span / clock_mhz
         scale, unit = ((1e-6 / clock_mhz, "s") if us > 1e6 else (1e-3 / clock_mhz, "ms")
                        if us > 1e3 else (1.0 / clock_mhz, "µs"))
-    units = [u for u in UNIT_ORDER if u in set(df["unit"])] + \
-        sorted(set(df["unit"]) - set(UNIT_ORDER))
+    order = ["dma_in", *lanes, "dma_out"] if lanes else UNIT_ORDER
+    units = [u for u in order if u in set(df["unit"])] + \
+        sorted(set(df["unit"]) - set(order))
     groups = list(dict.fromkeys(df["op"].map(_op_group)))
     cmap = plt.get_cmap("tab20")
     col = {g: cmap(i % 20) for i, g in enumerate(groups)}
@@ -363,7 +439,7 @@ def timeline(events, path, title: str | None = None, clock_mhz: float | None = N
             ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                       fontsize=7, ncol=1 + len(handles) // 14, title="op",
                       title_fontsize=8)
-        ax.set_title(title or "array / SFU / DMA timeline")
+        ax.set_title(title or "compute units / DMA timeline")
         return _save(fig, path)
 
 

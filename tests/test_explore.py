@@ -556,3 +556,64 @@ def test_seed_out_of_range_is_one_line(tmp_path, seed):
     assert r.returncode == 1 and r.stderr == f"error: --seed {seed}: a seed is an integer " \
         "from 0 to 4294967295\n"
     assert not (tmp_path / "o").exists()  # refused before anything was made
+
+
+# ----------------------------------------------------------------------- spatial designs
+def test_a_spec_compares_temporal_and_spatial_bases_at_equal_dsp(tmp_path):
+    """`base` as a parameter: each point starts from the arch it names. The temporal
+    int8-u280 at R x 128 PEs and spatial-int8-u280 at R rows (28 + 12 + 12 + 8 + 36 + 32 =
+    128 columns over its six arrays) have the same DSPs at every R; the table says which
+    design each point is, and the sweep evaluates each once."""
+    p = spec_from_data(tiny(base="int8-u280", set={"array.cols": 128},
+                            parameters={"base": ["int8-u280", "spatial-int8-u280"],
+                                        "array.rows": [16, 32]},
+                            constraints={"fits": True}))
+    assert p.grid_size() == 4
+    df = run_sweep(p, tmp_path / "out")
+    assert (df["error"] == "").all()
+    by = df.set_index(["base", "array.rows"])
+    for rows in (16, 32):
+        assert by.loc[("int8-u280", rows), "dsp_used"] == \
+            by.loc[("spatial-int8-u280", rows), "dsp_used"]
+    assert set(df["design"]) == {"temporal", "spatial"}
+    assert dict(zip(df["base"], df["units"])) == {"int8-u280": 2, "spatial-int8-u280": 16}
+
+
+def test_a_spec_varies_unit_sizes_and_which_ops_share_a_unit(tmp_path):
+    """On a spatial base: one array's columns, and whether attn_out also takes mlp2's
+    GEMMs (the first unit whose pattern matches an op runs it)."""
+    from dlmsim.explore import evaluate_point
+
+    p = spec_from_data(tiny(base="spatial-int8-u280", parameters={
+        "units.qkv.cols": [16, 28],
+        "units.attn_out.ops": ["*.attn_out auto", "*.attn_out *.mlp2"]}))
+    rows = {(pt["units.qkv.cols"], pt["units.attn_out.ops"]): evaluate_point(p, pt)
+            for pt in p.grid()}
+    assert all(r["error"] == "" for r in rows.values())
+    assert rows[(16, "*.attn_out auto")]["dsp_used"] < rows[(28, "*.attn_out auto")]["dsp_used"]
+    assert rows[(28, "*.attn_out *.mlp2")]["latency_run_s"] != \
+        rows[(28, "*.attn_out auto")]["latency_run_s"]
+
+
+@pytest.mark.parametrize(("params", "match"), [
+    ({"base": ["int8-u280", "no-such-arch"]}, r"parameters.base: unknown arch 'no-such-arch'"),
+    ({"base": ["int8-u280", "spatial-int8-u280"], "units.qkv.cols": [16]},
+     r"\(base int8-u280\): parameters: unknown key 'units.qkv.cols'"),
+    ({"base": {"type": "int", "low": 1, "high": 2}},
+     "parameters.base: a list of arch names or paths"),
+])
+def test_bad_base_parameters(params, match):
+    with pytest.raises(InputError, match=match):
+        spec_from_data(tiny(parameters=params))
+
+
+def test_a_point_that_does_not_fit_its_slr_is_infeasible_with_the_reason():
+    """A region pinned to SLR0 whose arrays need more DSPs than SLR0 has (3008): the
+    whole device (9024) would hold them, the placement does not."""
+    from dlmsim.explore import evaluate_point, judge
+
+    p = spec_from_data(tiny(base="spatial-int8-u280", parameters={"units.qkv.rows": [200]}))
+    row = evaluate_point(p, {"units.qkv.rows": 200})
+    ok, reason, values = judge(p, row)
+    assert not ok and "region attention does not fit SLR0: DSP" in reason
+    assert row["dsp_frac"] < 1 and values["fits"] > 0

@@ -175,3 +175,52 @@ def test_pareto_legend_counts_points_not_trials(tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "_save", keep)
     plots.pareto(df, tmp_path / "p.png")
     assert "Pareto front (2 points)" in labels and "infeasible (1 point)" in labels
+
+
+@pytest.fixture(scope="module")
+def spatial_sim():
+    arch = dlmsim.load_arch("spatial-int8-u280")
+    trace = dlmsim.load_workload("mdlm-tiny", batch=1, seq_len=64, steps=8)
+    return dlmsim.simulate(arch, trace, timeline=True)
+
+
+def _sim_dir(res, d: Path) -> Path:
+    d.mkdir()
+    (d / "summary.json").write_text(res.to_json())
+    res.ops.to_csv(d / "ops.csv", index=False)
+    return d
+
+
+def test_timeline_has_a_lane_per_unit_in_the_design_order(spatial_sim, tmp_path, monkeypatch):
+    """Lanes: DMA in, then every unit that has events in the arch's order, then DMA out."""
+    seen = {}
+    real = plots.plt.Axes.set_yticks
+
+    def spy(self, ticks, labels=None, **kw):
+        seen["lanes"] = list(labels) if labels is not None else None
+        return real(self, ticks, labels, **kw)
+
+    monkeypatch.setattr(plots.plt.Axes, "set_yticks", spy)
+    units = [u.name for u in dlmsim.load_arch("spatial-int8-u280").compute_units()]
+    _is_figure(plots.timeline(spatial_sim.timeline, tmp_path / "t.png", lanes=units))
+    busy = {e[0] for e in spatial_sim.timeline}
+    assert seen["lanes"][0] == "DMA in"
+    assert [u for u in seen["lanes"] if u in units] == [u for u in units if u in busy]
+    assert {"qkv", "mlp1", "softmax"} <= set(seen["lanes"])
+
+
+def test_plot_compare_puts_designs_side_by_side(sim, spatial_sim, tmp_path):
+    a = _sim_dir(sim, tmp_path / "temporal")
+    b = _sim_dir(spatial_sim, tmp_path / "spatial")
+    out = tmp_path / "cmp.png"
+    r = CliRunner().invoke(app, ["plot", "compare", str(a), str(b), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    _is_figure(out)
+    for args, message in [
+        (["compare", str(a)], "plot compare needs two or more simulate directories"),
+        (["compare", str(a), str(tmp_path / "nope")], "results not found"),
+        (["breakdown", str(a), str(b)], "plot breakdown takes one results directory or table"),
+    ]:
+        r = CliRunner().invoke(app, ["plot", *args])
+        assert r.exit_code == 1, (args, r.output)
+        assert message in r.stderr.strip().splitlines()[0]

@@ -19,6 +19,7 @@ class Kind(str, Enum):
     breakdown = "breakdown"
     timeline = "timeline"
     roofline = "roofline"
+    compare = "compare"
 
 
 def _spec_info(results: Path):
@@ -99,8 +100,10 @@ def _summary(results: Path) -> dict:
 @app.command()
 def plot(
     kind: Kind = typer.Argument(..., help="pareto | sweep (sweep/search results); breakdown "
-                                "| timeline | roofline (a `dlmsim simulate -o` directory)."),
-    results: Path = typer.Argument(..., help="Results directory or table."),
+                                "| timeline | roofline (a `dlmsim simulate -o` directory); "
+                                "compare (several of those)."),
+    results: list[Path] = typer.Argument(..., help="Results directory or table (compare: "
+                                         "two or more `dlmsim simulate -o` directories)."),
     output: Path | None = typer.Option(None, "-o", "--output",
                                        help="Figure file: .png, .pdf or .svg "
                                        "(default: RESULTS/<kind>.png)."),
@@ -114,11 +117,29 @@ def plot(
     energy: bool = typer.Option(False, "--energy", help="breakdown: energy per run (J) "
                                 "instead of time."),
 ):
-    """Draw a figure: Pareto front, sweep panels, per-op breakdown, timeline or roofline."""
+    """Draw a figure: Pareto front, sweep panels, per-op breakdown, timeline, roofline, or
+    designs side by side (compare)."""
     from dlmsim import plots as P
 
-    if not results.exists():
-        raise InputError(f"results not found: {results}")
+    for r in results:
+        if not r.exists():
+            raise InputError(f"results not found: {r}")
+    if kind == Kind.compare:
+        sums = []
+        for r in results:
+            _sim_dir(r, "summary.json")
+            sums.append(_summary(r))
+        if len(sums) < 2:
+            raise InputError("plot compare needs two or more simulate directories")
+        out = output or results[0] / "compare.png"
+        path = P.compare(sums, out, labels=[f"{s.get('arch')} / {s.get('workload')}"
+                                            for s in sums], title=title)
+        err.print(f"wrote {path}", highlight=False)
+        return
+    if len(results) != 1:
+        raise InputError(f"plot {kind.value} takes one results directory or table "
+                         f"({len(results)} given)")
+    results = results[0]
     if energy and kind != Kind.breakdown:
         raise InputError("--energy applies to plot breakdown only")
     base = results if results.is_dir() else results.parent
@@ -162,7 +183,7 @@ def plot(
         ev = _numeric_csv(_sim_dir(results, "timeline.csv"), ("start_cycle", "end_cycle"))
         s = _summary(results)
         path = P.timeline(ev, out, title=title or _sim_title(s, "timeline of one block"),
-                          clock_mhz=s.get("clock_mhz"))
+                          clock_mhz=s.get("clock_mhz"), lanes=_lanes(results))
     else:
         ops = _ops(results)
         s = _summary(results)
@@ -170,6 +191,18 @@ def plot(
             raise InputError(f"{results}: no summary.json")
         path = P.roofline(ops, s, out, title=title or _sim_title(s, "roofline"))
     err.print(f"wrote {path}", highlight=False)
+
+
+def _lanes(results: Path) -> list[str]:
+    """The compute units of the design a simulate directory's arch.yaml holds, in its
+    order (the timeline's lanes); [] without one."""
+    f = results / "arch.yaml"
+    if not f.is_file():
+        return []
+    from dlmsim.arch import arch_from_data
+    from dlmsim.config import read_yaml
+
+    return [u.name for u in arch_from_data(read_yaml(f), str(f)).compute_units()]
 
 
 def _sim_title(s: dict, what: str = "") -> str | None:

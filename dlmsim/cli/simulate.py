@@ -119,7 +119,7 @@ def simulate(
         # One block when the blocks repeat (they are simulated once), else the whole pass.
         what = "one block" if trace.n_blocks > 1 else "one forward pass"
         plots.timeline(res.timeline, timeline, title=f"{acc.name} / {trace.model}: {what}",
-                       clock_mhz=acc.clock_mhz)
+                       clock_mhz=acc.clock_mhz, lanes=[u.name for u in acc.compute_units()])
         err.print(f"wrote {timeline}", highlight=False)
     if fmt == SimFmt.json:
         out.print_json(json.dumps(summary, default=float))

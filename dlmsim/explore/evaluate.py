@@ -57,8 +57,11 @@ def evaluate_point(problem: Problem, params: dict[str, Any]) -> dict[str, Any]:
         row["clock_mhz"] = arch.clock_mhz
         row["bits"] = f"W{arch.bits.weights}A{arch.bits.activations}"
         row["dataflow"] = arch.array.policy
+        row["design"] = "spatial" if arch.is_spatial else "temporal"
+        row["units"] = len(arch.compute_units())
         row["fits"] = res.fits
         row["over"] = res.describe_over()
+        row["worst_frac"] = float(res.worst_fraction)  # of the device or of any SLR
         row.update({f"{k}_used": float(res.used[k]) for k in RESOURCES})
         row.update({f"{k}_frac": float(res.fraction[k]) for k in RESOURCES})
         per: dict[str, list[float]] = {m: [] for m in WORKLOAD_METRICS}
@@ -113,10 +116,13 @@ def judge(problem: Problem, row: dict[str, Any]) -> tuple[bool, str, dict[str, f
         return False, str(row["error"]), {"error": 1.0}
     reasons, values = [], {}
     if c.fits:
-        worst = max(row[f"{k}_frac"] for k in RESOURCES)
+        worst = max([row[f"{k}_frac"] for k in RESOURCES] + [row.get("worst_frac", 0.0)])
         values["fits"] = min(worst - 1.0, 1e6)
         if not row["fits"]:
             reasons.append(f"does not fit the device: {row['over']}")
+            # A placement that fails on a share the whole-device figures hide (a stream's
+            # wires across an SLR boundary) still counts as violated.
+            values["fits"] = max(values["fits"], 1e-3)
     for k, cap in c.max_frac.items():
         f = row[f"{k}_frac"]
         values[f"max_frac.{k}"] = min(f - cap, 1e6)

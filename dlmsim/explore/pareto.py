@@ -105,7 +105,7 @@ def export_arch(problem: Problem, params: dict[str, Any], name: str, path: Path,
     data["name"] = name
     shown = ", ".join(f"{k}={v}" for k, v in params.items())
     data["description"] = (f"Point of sweep spec '{problem.name}' on base "
-                           f"{problem.spec.base}: {shown}. {note}").strip()
+                           f"{params.get('base', problem.spec.base)}: {shown}. {note}").strip()
     if not problem.base_data.get("allow_overfull"):
         data.pop("allow_overfull", None)
     arch_from_data(data, str(path))  # must load as written

@@ -44,6 +44,9 @@ from dlmsim.errors import InputError
 
 # Aliases accepted in specs for arch keys.
 ALIASES = {"array.dataflow": "array.policy"}
+# A parameter naming the base arch of each point (a list of bundled names or paths): to
+# compare designs of different kinds (temporal and spatial) in one sweep.
+BASE_PARAM = "base"
 RUN_PREFIX = "run."  # parameters named run.KEY set a run parameter of every workload
 MAX_AXIS = 1_000_000  # grid values of one parameter (num)
 MAX_SWEEP_POINTS = 1_000_000  # a sweep evaluates every point; beyond this, search
@@ -315,6 +318,8 @@ class Problem:
     base_data: dict
     base_source: str
     arch_params: dict[str, str] = field(default_factory=dict)  # spec name -> arch path
+    # The base archs a `base` parameter names: value -> arch data.
+    bases: dict[str, dict] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -335,10 +340,11 @@ class Problem:
         (run parameters left out)."""
         from dlmsim.arch import _defaults_tree
 
-        data = _copy(self.base_data)
+        data = _copy(self.bases[params[BASE_PARAM]] if BASE_PARAM in params
+                     else self.base_data)
         tree = _defaults_tree(data)
         for k, v in {**self.spec.set, **params}.items():
-            if not k.startswith(RUN_PREFIX):
+            if not k.startswith(RUN_PREFIX) and k != BASE_PARAM:
                 set_dotted(data, ALIASES.get(k, k), v, tree)
         return data
 
@@ -391,7 +397,10 @@ class Problem:
         """Hash of what the study's trials depend on (not the description or search
         options)."""
         dump = self.spec.model_dump(mode="json", exclude={"search", "description"})
-        return config_hash({"spec": dump, "base": self.base_data}, n=8)
+        blob = {"spec": dump, "base": self.base_data}
+        if self.bases:
+            blob["bases"] = self.bases
+        return config_hash(blob, n=8)
 
 
 def _copy(d):
@@ -450,18 +459,33 @@ class _Shim:
 
 
 def check_spec(spec: Spec, src: str) -> Problem:
-    """Cross checks: arch paths exist, values are valid for their keys, metrics are known."""
-    from pydantic import ValidationError
-
-    from dlmsim.arch import Accelerator, _defaults_tree, load_device
-    from dlmsim.workloads import load_workload_config
-
+    """Cross checks: arch paths exist, values are valid for their keys (on every base a
+    `base` parameter names), metrics are known."""
     base_path = resolve("arch", spec.base, "arch")
     base = read_yaml(base_path)
     problem = Problem(spec=spec, source=src, base_data=base, base_source=str(base_path))
+    if BASE_PARAM in spec.parameters:
+        bp = spec.parameters[BASE_PARAM]
+        if not isinstance(bp, Categorical) or not all(isinstance(v, str) for v in bp.values):
+            raise InputError(f"{src}: parameters.{BASE_PARAM}: a list of arch names or paths")
+        for v in bp.values:
+            try:
+                problem.bases[v] = read_yaml(resolve("arch", v, "arch"))
+            except InputError as e:
+                raise InputError(f"{src}: parameters.{BASE_PARAM}: {e}") from None
+    for name, b in (problem.bases or {"": base}).items():
+        _check_on_base(spec, f"{src} (base {name})" if name else src, problem, b)
+    return _check_rest(spec, src, problem, problem.labels)
+
+
+def _check_on_base(spec: Spec, src: str, problem: Problem, base: dict) -> None:
+    """Every `set` key and parameter is a key of the base arch, with valid values on it."""
+    from pydantic import ValidationError
+
+    from dlmsim.arch import Accelerator, _defaults_tree, load_device
 
     tree = _defaults_tree(base)
-    names = [n for n in spec.parameters if not n.startswith(RUN_PREFIX)]
+    names = [n for n in spec.parameters if not n.startswith(RUN_PREFIX) and n != BASE_PARAM]
     targets: dict[str, str] = {}
     for n in list(spec.set) + names:
         real = ALIASES.get(n, n)
@@ -500,7 +524,11 @@ def check_spec(spec: Spec, src: str) -> Problem:
                     if loc == real or loc.startswith(real + "."):
                         raise InputError(f"{src}: {where}: value {v!r}: {er['msg']}") from None
 
-    labels = problem.labels
+
+def _check_rest(spec: Spec, src: str, problem: Problem, labels: list[str]) -> Problem:
+    """Workloads, run parameters, objectives and constraints."""
+    from dlmsim.workloads import load_workload_config
+
     if len(set(labels)) != len(labels):
         raise InputError(f"{src}: workloads: two workloads share a label; give each a "
                          "distinct `label`")
@@ -582,7 +610,7 @@ def metric_label(name: str) -> str:
         "accuracy_output_sqnr_db": "output SQNR (dB)", "accuracy_block_sqnr_db":
         "block SQNR (dB)", "accuracy_output_cosine": "output cosine (1)",
         "accuracy_block_cosine": "block cosine (1)", "eval_s": "evaluation time (s)",
-        "dataflow": "dataflow", "bits": "bit widths",
+        "dataflow": "dataflow", "bits": "bit widths", "base": "design (base arch)",
     }
     if m in fixed:
         return pre + fixed[m]

@@ -128,6 +128,8 @@ def sweep_key(problem: Problem) -> str:
             for w in s.workloads], "parameters": {k: v.model_dump(mode="json") for k, v in
                                                   s.parameters.items()},
             "accuracy": sorted(problem.accuracy_keys)}
+    if problem.bases:
+        blob["bases"] = problem.bases
     return f"{problem.name}-{config_hash(blob, n=10)}"
 
 
