@@ -267,6 +267,13 @@ class ArraySpec(Strict):
     # drain/preload (double-buffered accumulators or weights); "none" runs folds back to
     # back, as Allo's systolic template and SCALE-Sim count.
     fold_overlap: Literal["none", "drain", "full"] = "full"
+    # Allo's systolic template, as HLS schedules it (dlmsim.cost.systolic.template_cycles):
+    # `mac_ii`, cycles between a PE's successive MACs (its reduction loop's II: a float32
+    # accumulator cannot take the next add before the last one is done); `tile_loads:
+    # serial`, each fold first copies its weight tile (K cycles) and, at a new row of
+    # folds, its A tile (K cycles) into the array's local buffers.
+    mac_ii: PositiveInt = 1
+    tile_loads: Literal["overlapped", "serial"] = "overlapped"
 
     @model_validator(mode="after")
     def _supported(self):
@@ -275,6 +282,11 @@ class ArraySpec(Strict):
         if self.policy != "auto" and self.policy not in self.dataflows:
             raise ValueError(f"policy '{self.policy}' is a dataflow the array does not "
                              f"support (dataflows: {', '.join(self.dataflows)})")
+        if (self.mac_ii > 1 or self.tile_loads == "serial") and (
+                tuple(self.dataflows) != ("os",) or self.fold_overlap != "none"):
+            raise ValueError("mac_ii and tile_loads: serial model Allo's systolic template: "
+                             "an output-stationary array (dataflows: [os]) whose folds run "
+                             "back to back (fold_overlap: none)")
         return self
 
 
@@ -392,6 +404,8 @@ class ArrayUnit(Strict):
     policy: Literal["os", "ws", "auto"] | None = None
     switch_cycles: int | None = Field(None, ge=0)
     fold_overlap: Literal["none", "drain", "full"] | None = None
+    mac_ii: PositiveInt | None = None
+    tile_loads: Literal["overlapped", "serial"] | None = None
     weights: Bits | None = None
     tile_kib: PositiveFloat | None = None
     ops: Patterns = ()

@@ -65,7 +65,7 @@ import re
 from dataclasses import dataclass, replace
 
 from dlmsim.arch import Accelerator, Unit, bytes_of, stored_bytes, tile_pools
-from dlmsim.cost.systolic import gemm_cycles
+from dlmsim.cost.systolic import gemm_cycles, template_cycles
 from dlmsim.errors import InputError
 from dlmsim.sfu import cost as sfu_cost
 from dlmsim.sfu import streams as sfu_streams
@@ -411,7 +411,12 @@ class Mapper:
         b, m, k, n = op.gemm_dims
         # The b products of a batched matmul are one stream of folds (a fold overlap runs
         # across them); operand passes repeat the whole product.
-        cyc = gemm_cycles(dataflow, m, k, n, self.r, self.c, self.arch.array.fold_overlap, b)
+        arr = self.arch.array
+        if arr.mac_ii > 1 or arr.tile_loads == "serial":  # Allo's template (OS, none)
+            cyc = template_cycles(m, k, n, self.r, self.c, arr.mac_ii,
+                                  arr.tile_loads == "serial", b)
+        else:
+            cyc = gemm_cycles(dataflow, m, k, n, self.r, self.c, arr.fold_overlap, b)
         cyc *= operand_passes(op, self.arch)
         if dataflow == "ws":
             # Partial sums of every K fold but the last go out to the buffer and back in.

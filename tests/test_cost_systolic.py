@@ -320,3 +320,28 @@ def test_none_equals_scalesim_up_to_the_drain_term(shape, os_cycles, ws_cycles):
         assert ws_dl == ws_cycles + fk * fn
     else:
         assert ws_dl < ws_cycles + fk * fn
+
+
+def test_allo_template_cycles_by_hand():
+    """M=16, K=32, N=16 on 8 x 8, mac_ii 4, serial tile loads: FM = FN = 2.
+    Each fold: k + 2m + n - 2 = 32 + 16 + 8 - 2 = 54 at a MAC a cycle, + (4 - 1)(32 - 1) = 93
+    for the accumulator's II: 147; four folds 588. Loads: a B tile per fold (4 x 32) and an
+    A tile per row of folds (2 x 32): 192. Total 780; with mac_ii 1 and overlapped loads it
+    is the plain fold_overlap none count, 216."""
+    from dlmsim.cost.systolic import template_cycles
+
+    assert template_cycles(16, 32, 16, 8, 8, 4, True) == 780
+    assert template_cycles(16, 32, 16, 8, 8, 4, True, batch=3) == 3 * 780
+    assert template_cycles(16, 32, 16, 8, 8) == gemm_cycles("os", 16, 32, 16, 8, 8, "none") == 216
+    assert template_cycles(0, 32, 16, 8, 8, 4, True) == 0
+
+
+def test_allo_template_options_need_its_array():
+    import dlmsim
+    from dlmsim.errors import InputError
+
+    with pytest.raises(InputError, match="model Allo's systolic template"):
+        dlmsim.load_arch("int8-zcu102", **{"array.mac_ii": 4})
+    a = dlmsim.load_arch("mdlm-original-u280-fp32")
+    assert a.array.mac_ii == 4 and a.array.tile_loads == "serial"
+    assert all(u.array.mac_ii == 4 for u in a.compute_units() if u.kind == "array")

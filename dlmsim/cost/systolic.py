@@ -226,3 +226,29 @@ def gemm_cycles(dataflow: str, M: int, K: int, N: int, rows: int, cols: int,
     period = start_last + (fn - 1) * q_last + max(M + k_last - k_first, k_last + k_first - 1)
     return ((batch - 1) * period + k_first + start_last + M + k_last - 1
             + _last_row(fn, q_last, n_last, C))
+
+
+def template_cycles(M: int, K: int, N: int, rows: int, cols: int, mac_ii: int = 1,
+                    serial_loads: bool = False, batch: int = 1) -> int:
+    """Cycles of `batch` OS products on Allo's systolic template (allo/library/systolic.py:
+    `systolic`, its folds back to back, fold_overlap none) as HLS schedules it.
+
+    - mac_ii: PE_kernel's reduction loop `v += a * b` carries its accumulator from one
+      iteration to the next; HLS cannot start the next add before the last is done, so the
+      PE does a MAC every mac_ii cycles (float32: the fadd latency; integers: 1). A fold's
+      last MAC comes (mac_ii - 1)(k - 1) cycles later than at one MAC a cycle: fold cycles
+      k + 2m + n - 2 + (mac_ii - 1)(k - 1), i.e. over the FM x FN folds
+      none + (mac_ii - 1)(K - 1) FM FN.
+    - serial_loads: before each fold the template copies its B tile (K x C: `load_B_tile`,
+      a pipelined loop of K iterations) and, at the first fold of a row (ni == 0), its A
+      tile (`load_A_tile`, K iterations) into the local buffers the PEs read; nothing
+      overlaps them with the folds: + K FM FN + K FM.
+    """
+    if M == 0 or K == 0 or N == 0 or batch == 0:
+        return 0
+    fm, fn = -(-M // rows), -(-N // cols)
+    cyc = gemm_cycles("os", M, K, N, rows, cols, "none", 1)
+    cyc += (mac_ii - 1) * (K - 1) * fm * fn
+    if serial_loads:
+        cyc += K * fm * fn + K * fm
+    return batch * cyc
