@@ -315,7 +315,7 @@ def test_cli_lower_and_bad_input(tmp_path):
         (["--arch", "int8-zcu102", "--workload", str(trace), "--seq-len", "8"],
          "trace file"),
         (["--arch", "int8-zcu102", "--workload", "llada-8b", "--seq-len", "4096"], "GiB"),
-        (["--arch", "mdlm-original-u280-fp32", "--workload", "mdlm-tiny"], "spatial"),
+        (["--arch", "spatial-int8-u280", "--workload", "mdlm-tiny"], "generates float32 designs"),
     ):
         if word == "writ":
             (tmp_path / "f").write_text("a file, not a directory")

@@ -111,16 +111,23 @@ def lower(
         err.print(f"warning: {w}", markup=False, highlight=False)
     m = res.manifest
     p = m["program"]
-    out.print(f"wrote {dest}: kernel accel, {len(p['instrs'])} ops on one "
-              f"{p['array']['rows']}x{p['array']['cols']} array "
-              f"({p['array']['rows']}x{p['array']['pe_cols']} PEs); predicted "
-              f"{m['prediction']['cycles']:.0f} cycles; output SQNR vs fp32 "
-              f"{m['numerics']['sqnr_vs_fp32_db']:.1f} dB", highlight=False)
+    if p["kind"] == "spatial":
+        arrays = ", ".join(f"{n} {x['rows']}x{x['cols']}" for n, x in p["arrays"].items())
+        out.print(f"wrote {dest}: top {p['top']}, {len(p['processes'])} processes in one "
+                  f"dataflow region, {len(p['arrays'])} labelled arrays ({arrays}), "
+                  f"{len(p['streams'])} streams; predicted {m['prediction']['cycles']:,.0f} "
+                  "cycles", highlight=False)
+    else:
+        out.print(f"wrote {dest}: kernel accel, {len(p['instrs'])} ops on one "
+                  f"{p['array']['rows']}x{p['array']['cols']} array "
+                  f"({p['array']['rows']}x{p['array']['pe_cols']} PEs); predicted "
+                  f"{m['prediction']['cycles']:.0f} cycles; output SQNR vs fp32 "
+                  f"{m['numerics']['sqnr_vs_fp32_db']:.1f} dB", highlight=False)
     for name, n in res.files.items():
         out.print(f"  {name}: {n} lines", highlight=False)
     if not steps:
         return
-    est = p["llvm_bytes"]
+    est = p.get("llvm_bytes", 0)
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if "llvm" in steps and est > 0.8 * ram:
         raise InputError(f"--run llvm would take about {est / 2**30:.1f} GiB (on the CPU every "

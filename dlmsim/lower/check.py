@@ -12,6 +12,12 @@ with the arch (structure.py reads the hardware, latency.py the loop nests):
   the arch's tile buffer;
 - the program's latency from its loop nests, summed over its kernel calls (one per op, with
   that op's descriptor), within RATIO of the simulator's prediction for the same ops.
+
+A spatial design (manifest program kind "spatial", dlmsim.lower.spatial) is checked for one
+mesh of its unit's rows x cols PEs per labelled array, each instantiated once; a dataflow
+top whose processes are the program's, with its streams; the same m_axi, DRAM and buffer
+rules; and the loop-nest latency of its one top call (the dataflow region's processes
+overlapping as latency.py states) within RATIO of the prediction.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ def check_lowered(out_dir: str | Path, arch: Accelerator) -> dict:
                          "(or dlmsim lower --run vhls) first")
     code = kernel.read_text()
     p = m["program"]
+    if p.get("kind") == "spatial":
+        return _check_spatial(code, kernel, m, arch)
     desc = structure.describe(code, p["top"])
     params = latency.parameters(code, p["top"])
     pointers = [i for i, x in enumerate(params) if x["kind"] in ("pointer", "array")]
@@ -46,16 +54,7 @@ def check_lowered(out_dir: str | Path, arch: Accelerator) -> dict:
               "dataflow_top": True, "m_axi_bundles": len(p["ports"]),
               "buffer_bytes": arch.buffer.kib * 1024, "not_on_chip": weights}
     fails = structure.check(desc, expect)
-    if len(p["ports"]) > arch.memory.ports:
-        fails.append(f"m_axi: {len(p['ports'])} bundles, the arch has {arch.memory.ports} "
-                     "ports")
-    widths = {b: int(w) for b, w in re.findall(
-        r"#pragma HLS interface m_axi port=\w+ offset=\w+ bundle=(\w+) "
-        r"max_widen_bitwidth=(\d+)", code)}
-    for b in p["ports"]:
-        if widths.get(b) != arch.memory.port_bits:
-            fails.append(f"m_axi: bundle {b} is {widths.get(b, 'not')} bits wide (widened), "
-                         f"the arch's ports are {arch.memory.port_bits} bits")
+    widths = _port_checks(code, p, arch, fails)
     # The loop-nest estimate of every kernel call, with that op's descriptor.
     scalars = [i for i, x in enumerate(params) if x["kind"] == "scalar"]
     if len(scalars) != len(m["program"]["desc_fields"]):
@@ -74,6 +73,73 @@ def check_lowered(out_dir: str | Path, arch: Accelerator) -> dict:
         fails.append(f"latency: the loop-nest estimate is {total:,.0f} cycles, {ratio:.2f}x "
                      f"the simulator's prediction of {pred:,.0f} cycles (allowed "
                      f"{1 / RATIO:.2f}x-{RATIO:g}x)")
+    return _report(kernel, desc, widths, fails, per_op, total, pred, ratio)
+
+
+def _port_checks(code: str, p: dict, arch: Accelerator, fails: list[str]) -> dict[str, int]:
+    """No more m_axi bundles than the arch's ports, each widened to its width."""
+    if len(p["ports"]) > arch.memory.ports:
+        fails.append(f"m_axi: {len(p['ports'])} bundles, the arch has {arch.memory.ports} "
+                     "ports")
+    widths = {b: int(w) for b, w in re.findall(
+        r"#pragma HLS interface m_axi port=\w+ offset=\w+ bundle=(\w+) "
+        r"max_widen_bitwidth=(\d+)", code)}
+    for b in p["ports"]:
+        if widths.get(b) != arch.memory.port_bits:
+            fails.append(f"m_axi: bundle {b} is {widths.get(b, 'not')} bits wide (widened), "
+                         f"the arch's ports are {arch.memory.port_bits} bits")
+    return widths
+
+
+def _check_spatial(code: str, kernel: Path, m: dict, arch: Accelerator) -> dict:
+    p = m["program"]
+    desc = structure.describe(code, p["top"])
+    params = [x["name"] for x in desc["params"]]
+    weights = [i for i, a in enumerate(p["top_args"]) if p["tensors"][a]["kind"] == "weight"]
+    expect = {"dataflow_top": True, "m_axi_bundles": len(p["ports"]),
+              "buffer_bytes": arch.buffer.kib * 1024,
+              "not_on_chip": [params[i] for i in weights if i < len(params)]}
+    fails = structure.check(desc, expect)
+    units = {u.name: u for u in arch.compute_units()}
+    meshes = {mm["parent"].removeprefix("systolic_tile_"): mm for mm in desc["meshes"]}
+    for label in p["arrays"]:
+        a = units[label].array
+        mm = meshes.get(label)
+        if mm is None:
+            fails.append(f"array {label}: no mesh of PE functions PE_kernel_{label}_i_j")
+        elif (mm["rows"], mm["cols"] * mm["macs_per_pe"], mm["instances"]) != \
+                (a.rows, a.cols, 1) or not mm["complete"]:
+            fails.append(f"array {label}: expected one {a.rows} x {a.cols} mesh, found "
+                         f"{mm['rows']} x {mm['cols'] * mm['macs_per_pe']} x"
+                         f"{mm['instances']}")
+    extra = sorted(set(meshes) - set(p["arrays"]))
+    if extra:
+        fails.append(f"arrays: meshes {', '.join(extra)} are not units of the design")
+    region = next((r for r in desc["dataflow"] if r["region"] == desc["top"]), None)
+    if region is not None:
+        want = [x["fn"] for x in p["processes"]]
+        if sorted(region["processes"]) != sorted(want):
+            fails.append(f"dataflow: the top's processes are {', '.join(region['processes'])}"
+                         f"; the program has {', '.join(want)}")
+        if len(region["streams"]) < len(p["streams"]):
+            fails.append(f"dataflow: {len(region['streams'])} streams in the top, the program "
+                         f"declares {len(p['streams'])}")
+    widths = _port_checks(code, p, arch, fails)
+    total, _ = latency.estimate(code, p["top"], {}, axi_latency_cycles=arch.latency_cycles)
+    pred = m["prediction"]["cycles"]
+    ratio = total / pred if pred else float("inf")
+    if not 1 / RATIO <= ratio <= RATIO:
+        fails.append(f"latency: the loop-nest estimate is {total:,.0f} cycles, {ratio:.2f}x "
+                     f"the simulator's prediction of {pred:,.0f} cycles (allowed "
+                     f"{1 / RATIO:.2f}x-{RATIO:g}x)")
+    rep = _report(kernel, desc, widths, fails, [{"op": p["top"], "kind": "dataflow",
+                                                 "cycles": total}], total, pred, ratio)
+    rep["arrays"] = {k: {"pe_rows": v["rows"], "pe_cols": v["cols"], "instances":
+                         v["instances"]} for k, v in meshes.items()}
+    return rep
+
+
+def _report(kernel, desc, widths, fails, per_op, total, pred, ratio) -> dict:
     mesh = desc["meshes"][0] if desc["meshes"] else None
     region = next((r for r in desc["dataflow"] if r["region"] == desc["top"]), None)
     return {
@@ -97,7 +163,11 @@ def check_lowered(out_dir: str | Path, arch: Accelerator) -> dict:
 def format_report(rep: dict) -> str:
     a, df, est = rep["array"], rep["dataflow"], rep["estimate"]
     lines = [f"check of {rep['kernel']} ({rep['lines']} lines):"]
-    if a:
+    if "arrays" in rep:
+        lines.append("  arrays: " + ", ".join(f"{k} {v['pe_rows']} x {v['pe_cols']} PEs "
+                                               f"x{v['instances']}"
+                                               for k, v in rep["arrays"].items()))
+    elif a:
         lines.append(f"  array: {a['pe_rows']} x {a['pe_cols']} PEs x {a['macs_per_pe']} "
                      f"MAC/PE, {a['instances']} instance(s), {rep['meshes']} mesh(es)")
     if df:

@@ -2,11 +2,11 @@
 
 The design is the simulator's temporal accelerator, as SDA builds it: ONE kernel `accel` that
 the host calls once per op with the op's descriptor (scalar arguments). Its body is a dataflow
-region of five processes connected by FIFO streams:
+region of seven processes connected by FIFO streams:
 
-    fetch_a --a_s--> array_unit --y_s--> store        (GEMM ops)
+    fetch_a --a_s--> array_unit --y_s--> store                        (GEMM ops)
     fetch_b --b_s-->
-    fetch_a --x0_s-> sfu_unit   --z_s--> store        (SFU ops)
+    fetch_a --x0_s-> sfu_a --> sfu_b --> sfu_c --z_s--> store         (SFU ops)
     fetch_b --x1_s->
 
 - `fetch_a`/`fetch_b` are the DMA engines: they read DRAM (`act`, `wts`) through m_axi ports in
@@ -15,8 +15,8 @@ region of five processes connected by FIFO streams:
   runs every GEMM tile through ONE call site of `mesh`, the R x C systolic array: R x C/PACK
   PE functions after `schedule_hls` unfolds it, each PE one DSP multiply per cycle giving PACK
   products (DSP packing), output-stationary with the whole K reduced in the PE.
-- `sfu_unit` is the special function unit: L = lanes x elems_per_lane elements per cycle over
-  a row buffer.
+- `sfu_a`, `sfu_b`, `sfu_c` are the special function unit, three streaming stages of L =
+  lanes x elems_per_lane elements per cycle (`_sfu_stages` says what each does).
 - `store` writes results back through m_axi.
 
 The loop order of a GEMM is the simulator's: one weight panel [K, PW] at a time, A row blocks

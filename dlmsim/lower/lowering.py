@@ -70,9 +70,57 @@ def _written(d: dict, prog: Program) -> tuple[int, int]:
     return lo, p.base + (p.rows - 1) * p.rs + p.col0 + p.cols
 
 
+def _out_dir(out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".dlmsim-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise InputError(f"cannot write to {out}: {e.strerror or e}") from None
+    return out
+
+
+def _write(out: Path, files: dict[str, str], arrays: dict, manifest: dict) -> dict[str, int]:
+    for name, text in files.items():
+        (out / name).write_text(text)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    (out / "vectors.npz").write_bytes(buf.getvalue())
+    write_manifest(out / "manifest.json", manifest)
+    lines = {n: t.count("\n") for n, t in files.items()}
+    lines["manifest.json"] = (out / "manifest.json").read_text().count("\n")
+    return lines
+
+
+def _common(arch: Accelerator, trace, scope: str, ops, arch_source: str,
+            workload_source: str, lowered_policy: str) -> dict:
+    """The manifest's arch, workload and hls sections."""
+    dev = arch.dev()
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "created_by": "dlmsim lower",
+        "arch": {"name": arch.name, "source": arch_source, "design_hash": design_hash(arch),
+                 "config": arch.model_dump(mode="json", exclude={"calibration"}),
+                 "lowered_policy": lowered_policy},
+        "workload": {"name": trace.model, "source": workload_source, "family": family(trace),
+                     "run": dict(trace.run), "scope": scope,
+                     "blocks": sorted({op.block for op in ops}),
+                     "ops": [op.name for op in ops]},
+        "hls": {"part": dev.part, "device": dev.name, "allo_device": allo_device(dev.name),
+                "clock_mhz": arch.clock_mhz, "clock_period_ns": 1e3 / arch.clock_mhz},
+    }
+
+
 def lower(arch: Accelerator, trace, out_dir: str | Path, *, scope: str = "block",
           arch_source: str = "", workload_source: str = "", seed: int = 0) -> Lowered:
     ops = scope_ops(trace, scope)
+    if arch.is_spatial:
+        from dlmsim.lower.spatial import lower_spatial
+
+        return lower_spatial(arch, trace, ops, out_dir, scope=scope, arch_source=arch_source,
+                             workload_source=workload_source, seed=seed)
     low = lowered_arch(arch)
     prog = build_program(low, trace, ops, seed)
     k = prog.spec
@@ -95,22 +143,14 @@ def lower(arch: Accelerator, trace, out_dir: str | Path, *, scope: str = "block"
     err = got.astype(np.float64) - ref
     sqnr = 10 * np.log10(max(float((ref.astype(np.float64) ** 2).sum()), 1e-30)
                          / max(float((err ** 2).sum()), 1e-30))
-    dev = arch.dev()
     pred = predict(low, ops)
-    fam = family(trace)
     lanes = k.sfu_lanes
-    manifest = {
-        "manifest_version": MANIFEST_VERSION,
-        "created_by": "dlmsim lower",
-        "arch": {"name": arch.name, "source": arch_source, "design_hash": design_hash(arch),
-                 "config": arch.model_dump(mode="json", exclude={"calibration"}),
-                 "lowered_policy": low.array.policy},
-        "workload": {"name": trace.model, "source": workload_source, "family": fam,
-                     "run": dict(trace.run), "scope": scope,
-                     "blocks": sorted({op.block for op in ops}),
-                     "ops": [op.name for op in ops]},
+    manifest = _common(arch, trace, scope, ops, arch_source, workload_source,
+                       low.array.policy)
+    manifest.update({
         "program": {
-            "top": TOP, "kernels": "kernels.py", "driver": "run.py", "vectors": "vectors.npz",
+            "kind": "temporal", "top": TOP, "kernels": "kernels.py", "driver": "run.py",
+            "vectors": "vectors.npz",
             "design": "temporal: one kernel called once per op with its descriptor",
             "per_op_calls": True,
             "array": {"rows": k.rows, "cols": k.cols, "pe_cols": k.pe_cols,
@@ -133,8 +173,6 @@ def lower(arch: Accelerator, trace, out_dir: str | Path, *, scope: str = "block"
             "on_chip_bytes": _on_chip_bytes(k),
             "llvm_bytes": llvm_bytes(k, prog.instrs),
         },
-        "hls": {"part": dev.part, "device": dev.name, "allo_device": allo_device(dev.name),
-                "clock_mhz": arch.clock_mhz, "clock_period_ns": 1e3 / arch.clock_mhz},
         "numerics": {
             "activations": "float32" if k.fp32 else
             f"{k.a_bits}-bit codes, one static scale per tensor (max |x| of an fp32 run)",
@@ -149,25 +187,11 @@ def lower(arch: Accelerator, trace, out_dir: str | Path, *, scope: str = "block"
             "seed": seed,
         },
         "prediction": pred,
-    }
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".dlmsim-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise InputError(f"cannot write to {out}: {e.strerror or e}") from None
+    })
+    out = _out_dir(out_dir)
     files = {"kernels.py": kernel_text(k, _header(arch, trace, scope, manifest)),
              "run.py": DRIVER.read_text(), "README.md": _readme(manifest)}
-    for name, text in files.items():
-        (out / name).write_text(text)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    (out / "vectors.npz").write_bytes(buf.getvalue())
-    write_manifest(out / "manifest.json", manifest)
-    lines = {n: t.count("\n") for n, t in files.items()}
-    lines["manifest.json"] = (out / "manifest.json").read_text().count("\n")
+    lines = _write(out, files, arrays, manifest)
     warns = warnings_for(arch, ops)
     if arch.array.policy != "os":
         from dlmsim.mapping import Mapper
@@ -243,7 +267,7 @@ environment (or let dlmsim do it: `dlmsim lower ... --run vhls --allo-python PAT
 
 | file | what |
 |---|---|
-| `kernels.py` | the accelerator: `accel` (a dataflow of fetch_a, fetch_b, array_unit, sfu_unit, store), `schedule_hls` |
+| `kernels.py` | the accelerator: `accel` (a dataflow of fetch_a, fetch_b, array_unit, sfu_a, sfu_b, sfu_c, store), `schedule_hls` |
 | `run.py` | the driver (numpy + allo only) |
 | `vectors.npz` | DRAM images (act, wts, prm), the descriptors, the expected output of every op |
 | `manifest.json` | arch, workload, program, memory ports and the simulator's prediction |

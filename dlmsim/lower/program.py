@@ -82,12 +82,8 @@ def lowered_arch(arch: Accelerator) -> Accelerator:
     `policy: os`) whose PEs run one tile after another without a gap (`fold_overlap:
     full`: the next tile's operands follow the last ones into the PE)."""
     if arch.is_spatial:
-        raise InputError(f"arch {arch.name} is a spatial design (units:); `dlmsim lower` "
-                         "generates temporal designs (one array and one SFU) so far")
-    if arch.is_spatial:
-        raise InputError(f"arch {arch.name} is a spatial design ({len(arch.units)} units): "
-                         "dlmsim lower generates the temporal accelerator (one array, one "
-                         "SFU); spatial designs are not lowered yet")
+        raise InputError(f"arch {arch.name} is a spatial design: it is lowered by "
+                         "dlmsim.lower.spatial, not as the temporal accelerator")
     if "os" not in arch.array.dataflows:
         raise InputError(f"arch {arch.name}: the lowering generates an output-stationary "
                          "array; this design supports only "
