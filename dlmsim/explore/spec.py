@@ -580,7 +580,7 @@ def _sample(p, every: int = 64) -> list:
 # ---------------------------------------------------------------------- labels with units
 _RESOURCE_UNITS = {"dsp": "DSP slices", "bram36": "BRAM36 blocks", "uram": "URAM blocks",
                    "lut": "LUTs", "ff": "flip-flops"}
-_PARAM_UNITS = {"array.rows": "PEs", "array.cols": "PEs", "bits.weights": "bits",
+_PARAM_UNITS = {"array.rows": "PE rows", "array.cols": "PE columns", "bits.weights": "bits",
                 "bits.activations": "bits", "bits.accumulator": "bits", "buffer.kib": "KiB",
                 "buffer.banks": "banks", "buffer.bytes_per_cycle": "B/cycle",
                 "sfu.lanes": "lanes", "sfu.elems_per_lane": "elements/lane/cycle",
@@ -593,7 +593,7 @@ _PARAM_UNITS = {"array.rows": "PEs", "array.cols": "PEs", "bits.weights": "bits"
 
 def metric_label(name: str) -> str:
     """A column name as an axis/header label with its unit: 'latency_run_s' -> 'latency
-    per run (s)', 'dsp_used' -> 'DSP (DSP slices)', 'array.rows' -> 'array.rows (PEs)'."""
+    per run (s)', 'dsp_used' -> 'DSP (DSP slices)', 'array.rows' -> 'array.rows (PE rows)'."""
     prefix, _, m = name.rpartition("/")
     pre = f"{prefix}: " if prefix else ""
     fixed = {
