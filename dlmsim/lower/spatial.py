@@ -32,6 +32,7 @@ dataflow region over all processes.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -43,6 +44,7 @@ from dlmsim.workloads.ir import Op, Trace
 
 TOP = "block"
 F32 = "float32"
+MAX_PANEL_BEATS = 4  # a weight panel row: at most 4 port beats (64 float32 words at 512 bits)
 
 
 @dataclass
@@ -247,7 +249,18 @@ class _Gen:
         _divides(op, m, r, "rows (tokens)", "array rows")
         _divides(op, n, c, "output columns", "array columns")
         y = self.result(op.outputs[0], (m, n))
-        npan = _panel(n, c, max(1, self.arch.memory.port_bits // 32))
+        beat = max(1, self.arch.memory.port_bits // 32)
+        npan = _panel(n, k, c, beat, self.units[unit].tile_bytes)
+        if npan % beat == 0 and npan > beat:  # one beat a cycle, row after row of the panel
+            q = npan // beat
+            load = (f"            for t in range({k * q}):\n"
+                    f"                for u in range({beat}):\n"
+                    f"                    w_pan[t // {q}, (t % {q}) * {beat} + u] = "
+                    f"W[t // {q}, pn * {npan} + (t % {q}) * {beat} + u]")
+        else:
+            load = (f"            for kk in range({k}):\n"
+                    f"                for jj in range({npan}):\n"
+                    f"                    w_pan[kk, jj] = W[kk, pn * {npan} + jj]")
         fn = f"gemm_{unit}"
         args = [a.name, w.name] + ([bias.name] if bias else []) + [y.name]
         params = [f"A: {F32}[{m}, {k}]", f"W: {F32}[{k}, {n}]"] + \
@@ -255,8 +268,8 @@ class _Gen:
         add = " + bias[j]" if bias else ""
         text = f'''def {fn}({", ".join(params)}):
     """{op.name}: [{m}, {k}] x [{k}, {n}] on array {unit} ({r} x {c}): {r} rows at a time
-    (read once, in order), against weight panels of {npan} columns from DRAM (a panel row a
-    port beat, a beat a cycle); each row block's outputs written in order."""
+    (read once, in order), against weight panels of {npan} columns from DRAM (a port beat a
+    cycle); each row block's outputs written in order."""
     a_blk: {F32}[{r}, {k}]
     w_pan: {F32}[{k}, {npan}]
     c_pan: {F32}[{r}, {npan}]
@@ -265,9 +278,7 @@ class _Gen:
         for i, kk in allo.grid({r}, {k}):
             a_blk[i, kk] = A[mb * {r} + i, kk]
         for pn in range({n // npan}):
-            for kk in range({k}):
-                for jj in range({npan}):
-                    w_pan[kk, jj] = W[kk, pn * {npan} + jj]
+{load}
             systolic[{F32}, {F32}, {F32}, {r}, {k}, {npan}, {r}, {c}, "{unit}"](a_blk, w_pan, c_pan)
             for i, jj in allo.grid({r}, {npan}):
                 c_rows[i, pn * {npan} + jj] = c_pan[i, jj]
@@ -443,12 +454,20 @@ class _Gen:
                    [y.name for y in ys], text)
 
 
-def _panel(n: int, c: int, beat: int) -> int:
-    """Columns of a weight panel: one memory port beat of float32 words (a 512-bit port:
-    16), so each row of the panel is one beat and the panel loads at the port's full rate
-    in K cycles; the array's width where the beat is not a multiple of it or N not one of
-    the beat."""
-    return beat if beat % c == 0 and n % beat == 0 else c
+def _panel(n: int, k: int, c: int, beat: int, tile_bytes: float | None) -> int:
+    """Columns of a weight panel: the widest multiple of the port beat (float32 words per
+    beat: 16 on a 512-bit port) and of the array's width, at most MAX_PANEL_BEATS beats,
+    that divides N and whose float32 [K, panel] takes at most half the unit's tile share
+    (the rest: the row block and the outputs). Each panel is one array call, which reloads
+    the row block's A tile: wider panels pay that less often. The array's width where no
+    beat multiple fits."""
+    cap = (tile_bytes or 2**19) / 2 / (4 * k)
+    step = beat * c // math.gcd(beat, c)
+    best = 0
+    for p in range(step, min(n, MAX_PANEL_BEATS * beat) + 1, step):
+        if n % p == 0 and p <= cap:
+            best = p
+    return best or c
 
 
 def _row_buffers(inner: str, n: int) -> str:
@@ -608,6 +627,27 @@ def spatial_ports(arch: Accelerator, prog: SpatialProgram) -> dict[str, list[str
     return ports
 
 
+def llvm_bytes(prog: SpatialProgram) -> int:
+    """Memory the llvm check takes: on the CPU each array fold (tile) of a `systolic` call
+    allocates its operand FIFOs, A_fifo [R, C+1, K] and B_fifo [C, R+1, K] of float32;
+    Allo's CPU backend frees none of them, and run.py runs every process twice (alone, then
+    in the top). Measured on mdlm-original-u280-fp32, MDLM-tiny: 2.2 GB at L 32 and 8.1 GB
+    at L 128; this gives 2.2 and 7.97 GB."""
+    from dlmsim.lower.lowering import LLVM_BASE_BYTES
+
+    total = 0
+    for p in prog.processes:
+        if not p.label:
+            continue
+        m, k, n, r, c = (int(v) for v in p.instantiate[3:])
+        calls = 1
+        for loop in re.findall(r"for (?:mb|hh|pn) in range\((\d+)\)", p.text):
+            calls *= int(loop)
+        folds = calls * (m // r) * (n // c)
+        total += folds * (r * (c + 1) + c * (r + 1)) * k * 4
+    return LLVM_BASE_BYTES + 2 * total
+
+
 def lower_spatial(arch: Accelerator, trace: Trace, ops: list[Op], out_dir, *, scope: str,
                   arch_source: str, workload_source: str, seed: int):
     """`dlmsim lower` of a spatial design: kernels.py (the processes, the top `block` and
@@ -643,6 +683,7 @@ def lower_spatial(arch: Accelerator, trace: Trace, ops: list[Op], out_dir, *, sc
             "regions": {n: {"units": list(r.units), "slr": r.slr}
                         for n, r in arch.regions.items()},
             "ports": spatial_ports(arch, prog), "port_bits": arch.memory.port_bits,
+            "llvm_bytes": llvm_bytes(prog),
         },
         "numerics": {"activations": "float32", "weights": "float32", "gemm": "float32",
                      "sfu": "float32", "tolerance": TOLERANCE["fp32"], "seed": seed},
