@@ -68,12 +68,18 @@ def check_lowered(out_dir: str | Path, arch: Accelerator) -> dict:
         per_op.append({"op": x["op"], "kind": x["kind"], "cycles": cyc})
         total += cyc
     pred = m["prediction"]["cycles"]
+    ratio = _latency_check(total, pred, fails)
+    return _report(kernel, desc, widths, fails, per_op, total, pred, ratio)
+
+
+def _latency_check(total: float, pred: float, fails: list[str]) -> float:
+    """The estimate's ratio to the prediction; a failure unless within RATIO."""
     ratio = total / pred if pred else float("inf")
     if not 1 / RATIO <= ratio <= RATIO:
         fails.append(f"latency: the loop-nest estimate is {total:,.0f} cycles, {ratio:.2f}x "
                      f"the simulator's prediction of {pred:,.0f} cycles (allowed "
                      f"{1 / RATIO:.2f}x-{RATIO:g}x)")
-    return _report(kernel, desc, widths, fails, per_op, total, pred, ratio)
+    return ratio
 
 
 def _port_checks(code: str, p: dict, arch: Accelerator, fails: list[str]) -> dict[str, int]:
@@ -127,11 +133,7 @@ def _check_spatial(code: str, kernel: Path, m: dict, arch: Accelerator) -> dict:
     widths = _port_checks(code, p, arch, fails)
     total, _ = latency.estimate(code, p["top"], {}, axi_latency_cycles=arch.latency_cycles)
     pred = m["prediction"]["cycles"]
-    ratio = total / pred if pred else float("inf")
-    if not 1 / RATIO <= ratio <= RATIO:
-        fails.append(f"latency: the loop-nest estimate is {total:,.0f} cycles, {ratio:.2f}x "
-                     f"the simulator's prediction of {pred:,.0f} cycles (allowed "
-                     f"{1 / RATIO:.2f}x-{RATIO:g}x)")
+    ratio = _latency_check(total, pred, fails)
     rep = _report(kernel, desc, widths, fails, [{"op": p["top"], "kind": "dataflow",
                                                  "cycles": total}], total, pred, ratio)
     rep["arrays"] = {k: {"pe_rows": v["rows"], "pe_cols": v["cols"], "instances":
