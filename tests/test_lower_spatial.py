@@ -155,6 +155,19 @@ def test_what_the_spatial_lowering_does_not_do_is_one_line(arch, kw, match):
         build_spatial(a, t, scope_ops(t, "block"))
 
 
+@pytest.mark.parametrize(("workload", "match"), [
+    ("sedd-small", "a GEMM of one vector"),  # SEDD's adaLN runs per forward, in the block
+    ("llada-8b", "rmsnorm has no spatial lowering"),
+    ("diffusion-lm-e2e", "unit qkv runs two ops"),  # BERT's q, k, v: three GEMMs
+])
+def test_other_blocks_are_refused_in_one_line(workload, match):
+    a = dlmsim.load_arch(ARCH)
+    kw = {"run.gen_len": 16, "run.block_len": 16} if workload == "llada-8b" else {}
+    t = dlmsim.load_workload(workload, batch=1, seq_len=16, **kw)
+    with pytest.raises(InputError, match=match):
+        build_spatial(a, t, scope_ops(t, "block"))
+
+
 def test_two_gemms_on_one_array_unit_are_refused():
     """Each array unit is one labelled systolic call site: a design that sends mlp2 to the
     attn_out array too is refused (not silently given a second array)."""

@@ -242,6 +242,9 @@ class _Gen:
             raise InputError(f"op {op.name}: a transposed or scaled linear has no spatial "
                              "lowering")
         a = self.tensor(op.inputs[0])
+        if len(a.shape) != 2:
+            raise InputError(f"op {op.name}: a GEMM of one vector {tuple(op.inputs[0].shape)} "
+                             "(per-forward conditioning) has no spatial lowering")
         w = self.tensor(op.inputs[1])
         bias = self.tensor(op.inputs[2]) if len(op.inputs) > 2 else None
         m, k = a.shape
