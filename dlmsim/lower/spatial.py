@@ -27,7 +27,9 @@ Scope: float32 designs, batch 1, the ops of a DDiT block (MDLM, SEDD); each arra
 at most one GEMM of the block. Anything else is refused in one line naming what. Modelling
 statements: the arch's regions and SLRs are in the manifest, not in the C++ (placing a
 region on an SLR is a Vitis link option, outside what Allo generates); the top is one
-dataflow region over all processes.
+dataflow region over all processes, not one nested region per `regions:` entry: a stream
+between regions (residual1 -> norm2) would cross two function boundaries, and `s.to`
+retypes only the direct callee's parameter, not the process the region passes it on to.
 """
 
 from __future__ import annotations
