@@ -627,9 +627,8 @@ def _sfu_stages(k: KernelSpec) -> str:
     # ---- stage a
     a_stats = []
     if "layernorm" in fns or "rmsnorm" in fns:
-        a_stats += ["if op == LAYERNORM or op == RMSNORM:",
-                    "    if j < N:", "        ps[l * 4 + jj % 4] += x",
-                    "        pq[l * 4 + jj % 4] += x * x"]
+        a_stats += ["if j < N:", "    ps[l * 4 + js % 4] += x",
+                    "    pq[l * 4 + js % 4] += x * x"]
     a_end = []
     if "layernorm" in fns:
         a_end += ["if op == LAYERNORM:", f"    mu: float32 = ({psum('ps')}) / float(N)",
@@ -657,8 +656,9 @@ def _sfu_stages(k: KernelSpec) -> str:
     # Only the buffers a used function needs (an unused one is removed before scheduling).
     decl_a = _indent(([f"ps: float32[{n_part}]", f"pq: float32[{n_part}]"] if norms else [])
                      + (["pm: float32[L]"] if "softmax" in fns else []), 4)
-    reset_a = _indent([f"for p0 in range({n_part}, unroll=True):", "    ps[p0] = 0.0",
-                       "    pq[p0] = 0.0"] if norms else [], 12)
+    reset_a = _indent(["if js == 0:  # a new row: this lane's four partials from zero",
+                       "    for p0 in range(4):", "        ps[l * 4 + p0] = 0.0",
+                       "        pq[l * 4 + p0] = 0.0"] if norms else [], 16)
     stat_cond = " or ".join(f"op == {f.upper()}" for f in stat_fns) or "False"
     stage_a = f'''
 
@@ -671,15 +671,19 @@ def sfu_a(prm: float32[NPRM], op: int32, M: int32, N: int32, sa: int32, sb: int3
     nw: int32 = (N + L - 1) // L
     s0: float32 = prm[sa]
     s1: float32 = prm[sb]
-    if {stat_cond}:
-        for row in range(M):
-{reset_a}            for jj in range(nw, name="stats", pipeline=True):
-                for l in range(L):
-                    j: int32 = jj * L + l
-                    x: float32 = float(x0_s[l, ix]) * s0
-                    xa_s[l, ix] = x
-{_indent(a_stats, 20)}                ix += 1
-{_indent(a_end, 12)}{_indent(a_soft, 4)}    elif op != GEMM:  # no statistics: rows x words in one stream
+    if {stat_cond}:  # rows x words in one stream: a row's statistics close in its last word
+        js: int32 = 0
+        for t in range(M * nw, name="stats", pipeline=True):
+            for l in range(L):
+                j: int32 = js * L + l
+                x: float32 = float(x0_s[l, ix]) * s0
+                xa_s[l, ix] = x
+{reset_a}{_indent(a_stats, 16)}            ix += 1
+            if js == nw - 1:
+{_indent(a_end, 16)}            js += 1
+            if js == nw:
+                js = 0
+{_indent(a_soft, 4)}    elif op != GEMM:  # no statistics: rows x words in one stream
         for t in range(M * nw, name="forward", pipeline=True):
             for l1 in range(L):
                 xa_s[l1, ix] = float(x0_s[l1, ix]) * s0
