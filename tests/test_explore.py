@@ -228,8 +228,15 @@ def test_search_resume_after_kill_keeps_finished_trials(tmp_path, sig):
     cmd = DLMSIM + ["search", str(spec), "--storage", url, "--study", "s", "-o", str(out),
                     "--no-plots", "--seed", "1"]
     with open(tmp_path / "log", "w") as log:
-        proc = subprocess.Popen(cmd + ["--trials", "400"], stdout=log, stderr=log,
-                                start_new_session=True)
+        # Ctrl-C as a terminal delivers it, even where this test runs with SIGINT ignored
+        # (a background job of a non-interactive shell: an ignored signal stays ignored
+        # across exec, and Python then installs no handler). A handled one is reset.
+        before = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            proc = subprocess.Popen(cmd + ["--trials", "400"], stdout=log, stderr=log,
+                                    start_new_session=True)
+        finally:
+            signal.signal(signal.SIGINT, before)
         try:
             deadline = time.monotonic() + 60
             seen: dict = {}
