@@ -70,7 +70,8 @@ def _written(d: dict, prog: Program) -> tuple[int, int]:
     return lo, p.base + (p.rows - 1) * p.rs + p.col0 + p.cols
 
 
-def _out_dir(out_dir: str | Path) -> Path:
+def output_dir(out_dir: str | Path) -> Path:
+    """The lowered directory, made and checked writable (one line naming it otherwise)."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -82,7 +83,9 @@ def _out_dir(out_dir: str | Path) -> Path:
     return out
 
 
-def _write(out: Path, files: dict[str, str], arrays: dict, manifest: dict) -> dict[str, int]:
+def write_lowered(out: Path, files: dict[str, str], arrays: dict,
+                  manifest: dict) -> dict[str, int]:
+    """Write the text files, vectors.npz and manifest.json; return lines per file."""
     for name, text in files.items():
         (out / name).write_text(text)
     buf = io.BytesIO()
@@ -94,8 +97,8 @@ def _write(out: Path, files: dict[str, str], arrays: dict, manifest: dict) -> di
     return lines
 
 
-def _common(arch: Accelerator, trace, scope: str, ops, arch_source: str,
-            workload_source: str, lowered_policy: str) -> dict:
+def manifest_head(arch: Accelerator, trace, scope: str, ops, arch_source: str,
+                  workload_source: str, lowered_policy: str) -> dict:
     """The manifest's arch, workload and hls sections."""
     dev = arch.dev()
     return {
@@ -145,7 +148,7 @@ def lower(arch: Accelerator, trace, out_dir: str | Path, *, scope: str = "block"
                          / max(float((err ** 2).sum()), 1e-30))
     pred = predict(low, ops)
     lanes = k.sfu_lanes
-    manifest = _common(arch, trace, scope, ops, arch_source, workload_source,
+    manifest = manifest_head(arch, trace, scope, ops, arch_source, workload_source,
                        low.array.policy)
     manifest.update({
         "program": {
@@ -188,10 +191,10 @@ def lower(arch: Accelerator, trace, out_dir: str | Path, *, scope: str = "block"
         },
         "prediction": pred,
     })
-    out = _out_dir(out_dir)
+    out = output_dir(out_dir)
     files = {"kernels.py": kernel_text(k, _header(arch, trace, scope, manifest)),
              "run.py": DRIVER.read_text(), "README.md": _readme(manifest)}
-    lines = _write(out, files, arrays, manifest)
+    lines = write_lowered(out, files, arrays, manifest)
     warns = warnings_for(arch, ops)
     if arch.array.policy != "os":
         from dlmsim.mapping import Mapper

@@ -659,10 +659,17 @@ def lower_spatial(arch: Accelerator, trace: Trace, ops: list[Op], out_dir, *, sc
     its schedule), run.py, vectors.npz (every tensor's expected value, `t.NAME`),
     manifest.json and README.md."""
     from dlmsim.lower.design import predict, warnings_for
-    from dlmsim.lower.lowering import DRIVER, TOLERANCE, Lowered, _common, _out_dir, _write
+    from dlmsim.lower.lowering import (
+        DRIVER,
+        TOLERANCE,
+        Lowered,
+        manifest_head,
+        output_dir,
+        write_lowered,
+    )
 
     prog = build_spatial(arch, trace, ops, seed)
-    manifest = _common(arch, trace, scope, ops, arch_source, workload_source,
+    manifest = manifest_head(arch, trace, scope, ops, arch_source, workload_source,
                        arch.array.policy)
     arrays = {f"t.{n}": (t.value.ravel() if t.flat else t.value).astype(np.float32)
               for n, t in prog.tensors.items()}
@@ -694,10 +701,10 @@ def lower_spatial(arch: Accelerator, trace: Trace, ops: list[Op], out_dir, *, sc
                      "sfu": "float32", "tolerance": TOLERANCE["fp32"], "seed": seed},
         "prediction": predict(arch, ops),
     })
-    out = _out_dir(out_dir)
+    out = output_dir(out_dir)
     files = {"kernels.py": prog.kernel_text(_header(arch, trace, scope, prog)),
              "run.py": DRIVER.read_text(), "README.md": _readme(manifest)}
-    lines = _write(out, files, arrays, manifest)
+    lines = write_lowered(out, files, arrays, manifest)
     return Lowered(out, manifest, lines, warnings_for(arch, ops))
 
 
