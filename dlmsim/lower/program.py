@@ -394,12 +394,14 @@ class _Builder:
             a_bits="fp32" if fp32 else int(k.bits.activations),
             w_bits="fp32" if fp32 else int(k.bits.weights),
             acc_bits="fp32" if fp32 else int(k.bits.accumulator),
-            sfu_lanes=lanes, we=self.we, k_max=mx(lambda d: d["K"], gemms),
+            sfu_lanes=lanes, we=self.we,
+            # Whole port beats: the fetches zero-fill a row of a tile up to its last beat.
+            k_max=_beats(mx(lambda d: d["K"], gemms), self.we),
             pw_max=mx(lambda d: d["pw"], gemms, self.c),
             mt_max=mx(lambda d: d["mtr"], gemms, self.r),
             wpan_words=mx(lambda d: d["passes"] * d["K"] * d["pw"] // self.pack, gemms),
             bt_rows=mx(lambda d: d["pw"] if d["b_t"] else 1, gemms),
-            bt_cols=mx(lambda d: d["K"] if d["b_t"] else 1, gemms),
+            bt_cols=_beats(mx(lambda d: d["K"] if d["b_t"] else 1, gemms), self.we),
             n_max=-(-mx(lambda d: d["N"], sfus) // lanes) * lanes,
             passes_max=mx(lambda d: d["passes"], gemms), act_words=int(act.size),
             wts_words=int(wts.size), prm_words=int(prm.size), t_max=mx(tiles, gemms),
@@ -453,6 +455,11 @@ def build_program(arch: Accelerator, trace: Trace, ops: list[Op], seed: int = 0)
         else:
             raise InputError(f"op {op.name}: {op.kind} {op.fn} has no lowering")
     return bld.finish(ops[-1].outputs[0].name)
+
+
+def _beats(k: int, we: int) -> int:
+    """K rounded up to whole port beats of `we` elements (1 stays 1: no such buffer)."""
+    return k if k <= 1 else -(-k // we) * we
 
 
 def _heads_to_mat(v: np.ndarray, p: Place) -> np.ndarray:
