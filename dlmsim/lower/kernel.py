@@ -82,6 +82,7 @@ class KernelSpec:
     sfu_rows: int  # rows of the SFU op with the most rows
     fns: tuple[str, ...]  # SFU functions the program uses
     fifo_depth: int = 4
+    rot_dh: int = 0  # longest head of a rotary op (0: none)
 
     @property
     def fp32(self) -> bool:
@@ -117,6 +118,10 @@ def _constants(k: KernelSpec) -> str:
                  f"TyC = {_ty(k.acc_bits)}  # accumulator ({k.acc_bits} bits)\n")
     qmax = 0 if k.fp32 else 2 ** (k.a_bits - 1) - 1
     codes = "\n".join(f"{n.upper()} = {c}" for n, c in SFU_CODES.items())
+    rd = -(-k.rot_dh // 2 // k.sfu_lanes)  # words from an element to its partner, at most
+    ring = "" if "rotary" not in k.fns else (
+        f"RD, RB = {rd}, {(2 * rd + 1) * k.sfu_lanes}  # rotary: output delay (words); "
+        "its ring (elements: a word, and RD words either side)\n")
     return f'''
 import allo
 from allo.ir.types import Int, float32, index, int8, int16, int32, int64  # noqa: F401
@@ -141,7 +146,7 @@ YS, XS, SR = {k.y_stream}, {k.x_stream}, {k.sfu_rows}  # SR: rows of the longest
 FIFO = {k.fifo_depth}  # FIFO depth of every stream in HLS (words)
 ROWFIFO = NMAX // L + FIFO  # the SFU's row streams hold a row ahead of its statistics
 FADD = 4  # float adder latency in cycles (Vitis HLS fadd core, 4 stages at 300 MHz)
-
+{ring}
 GEMM = 0
 {codes}
 '''
@@ -346,12 +351,13 @@ def _b_first(k: KernelSpec, tag: str, pc: str) -> list[str]:
         pre_t = [f"c0{tag}: TyW = bt[col{tag} - pc{tag} * pw, k{tag}]",
                  f"c1{tag}: TyW = bt[col{tag} + 1 - pc{tag} * pw, k{tag}]"]
     return [
-        f"pc{tag}: int32 = {pc}", "if b_t == 1:",
+        f"pc{tag}: int32 = {pc}", "if b_t == 1:  # the panel's rows (past N: never read)",
+        f"    nv{tag}: int32 = pw if N - pc{tag} * pw > pw else N - pc{tag} * pw",
         f"    n{tag}: int32 = 0", f"    kk{tag}: int32 = 0",
-        f'    for u{tag} in range(pw * kw, name="burst", pipeline=True):',
+        f'    for u{tag} in range(nv{tag} * kw, name="burst", pipeline=True):',
         f"        for e{tag} in range(WE):",
         f"            kt{tag}: int32 = kk{tag} * WE + e{tag}",
-        f"            if pc{tag} * pw + n{tag} < N and kt{tag} < K:",
+        f"            if kt{tag} < K:",
         (f"                bt[n{tag}, kt{tag}] = act[base + (pc{tag} * pw + n{tag}) * b_rs"
          f" + kt{tag}]"),
         "            else:", f"                bt[n{tag}, kt{tag}] = 0",
@@ -606,8 +612,9 @@ def _sfu_stages(k: KernelSpec) -> str:
     one row of latency):
       sfu_a: dequantize X0 (and X1), forward the values, gather the row's first statistics
              (layernorm: sum and sum of squares; rmsnorm: sum of squares; softmax: max);
-      sfu_b: softmax's exp and its sum; rotary's row buffer (each element's rotation
-             partner); the other functions pass through;
+      sfu_b: softmax's exp and its sum; rotary's rotation partners, from a ring of
+             registers the words shift through (an element's partner is dh/2 away, so
+             the output runs RD words behind the input); the others pass through;
       sfu_c: the function itself, requantize, stream the codes out.
     Each statistic keeps FADD partial sums per lane (word w adds to partial w % FADD: its
     next add waits exactly the adder's latency, so the word loop runs at one word per
@@ -708,30 +715,42 @@ def sfu_a(prm: float32[NPRM], op: int32, M: int32, N: int32, sa: int32, sb: int3
         f"            tot: int64 = {qsum}", "            st_b[0, isb] = 8388608.0 / float(tot)",
         "            st_b[1, isb] = 0.0", "            isb += 1", "        je += 1",
         "        if je == nw:", "            je = 0"]
-    b_rot = []
-    if "rotary" in fns:
-        b_rot = ["if op == ROTARY:",
-                 '    for jj0 in range(nw, name="row", pipeline=True):',
-                 "        for l0 in range(L):", "            rbuf[jj0 * L + l0] = xa_s[l0, ix]",
-                 "        ix += 1",
-                 '    for jj1 in range(nw, name="pairs", pipeline=True):',
-                 "        for l1 in range(L):", "            j1: int32 = jj1 * L + l1",
-                 "            xb_s[l1, ixb] = rbuf[j1]", "            rh: float32 = 0.0",
-                 "            if j1 < N:", "                d: int32 = j1 % dh",
-                 "                if d < dh // 2:", "                    rh = -rbuf[j1 + dh // 2]",
-                 "                else:", "                    rh = rbuf[j1 - dh // 2]",
-                 "            xb1_s[l1, ixb] = rh", "        ixb += 1"]
+    b_rot = [] if "rotary" not in fns else [
+        "elif op == ROTARY:  # rows x words in one stream, RD words behind the input",
+        "    jo: int32 = 0  # the output word's place in its row",
+        '    for t1 in range(M * nw + RD, name="rotate", pipeline=True):',
+        "        for i in range(RB - L):  # the ring shifts one word",
+        "            rbuf[i] = rbuf[i + L]",
+        "        if t1 < M * nw:",
+        "            for l0 in range(L):", "                rbuf[RB - L + l0] = xa_s[l0, ix]",
+        "            ix += 1",
+        "        if t1 >= RD:  # the word that came in RD words ago, and its partners",
+        "            for l1 in range(L):", "                j1: int32 = jo * L + l1",
+        "                xb_s[l1, ixb] = rbuf[RB - L - RD * L + l1]",
+        "                rh: float32 = 0.0", "                if j1 < N:",
+        "                    if j1 % dh < dh // 2:",
+        "                        rh = -rbuf[RB - L - RD * L + l1 + dh // 2]",
+        "                    else:", "                        rh = rbuf[RB - L - RD * L + l1 - dh // 2]",
+        "                xb1_s[l1, ixb] = rh", "            ixb += 1", "            jo += 1",
+        "            if jo == nw:", "                jo = 0"]
     stats_fns = [f for f in ("layernorm", "rmsnorm") if f in fns]
-    b_fwd_stats = []
-    if stats_fns:
-        cond = " or ".join(f"op == {f.upper()}" for f in stats_fns)
-        b_fwd_stats = [f"if {cond}:", "    st_b[0, isb] = st_a[0, ist]",
-                       "    st_b[1, isb] = st_a[1, ist]", "    ist += 1", "    isb += 1"]
-    row_fns = [f for f in ("layernorm", "rmsnorm", "rotary") if f in fns]
+    b_stats = [] if not stats_fns else [
+        f"elif {' or '.join(f'op == {f.upper()}' for f in stats_fns)}:",
+        "    jb: int32 = 0  # rows x words in one stream; a row's statistics with its first word",
+        '    for t2 in range(M * nw, name="pass", pipeline=True):',
+        "        if jb == 0:", "            st_b[0, isb] = st_a[0, ist]",
+        "            st_b[1, isb] = st_a[1, ist]", "            ist += 1", "            isb += 1",
+        "        for l2 in range(L):", "            xb_s[l2, ix] = xa_s[l2, ix]",
+        "        ix += 1", "        jb += 1", "        if jb == nw:", "            jb = 0"]
+    b_chain = [*b_stats, *b_soft, *b_rot,
+               "elif op != GEMM:  # pass through: rows x words in one stream",
+               '    for t in range(M * nw, name="forward", pipeline=True):',
+               "        for l3 in range(L):", "            xb_s[l3, ix] = xa_s[l3, ix]",
+               f"            if {ones}:", "                xb1_s[l3, ix] = xa1_s[l3, ix]",
+               "        ix += 1"]
+    b_chain[0] = b_chain[0].removeprefix("el")
     decl_b = _indent((["qs: int64[L]"] if "softmax" in fns else [])
-                     + (["rbuf: float32[NMAX]"] if "rotary" in fns else []), 4)
-    b_rows = " or ".join(f"op == {f.upper()}" for f in row_fns) or "False"
-    b_pass = " or ".join(f"op == {f.upper()}" for f in stats_fns) or "False"
+                     + (["rbuf: float32[RB]"] if "rotary" in fns else []), 4)
     stage_b = f'''
 
 def sfu_b(op: int32, M: int32, N: int32, dh: int32, xa_s: float32[L, XS],
@@ -743,21 +762,7 @@ def sfu_b(op: int32, M: int32, N: int32, dh: int32, xa_s: float32[L, XS],
     ist: int32 = 0
     isb: int32 = 0
     nw: int32 = (N + L - 1) // L
-    if {b_rows}:
-        for row in range(M):
-{_indent(b_rot + b_fwd_stats, 12)}            if {b_pass}:
-                for jj2 in range(nw, name="pass", pipeline=True):
-                    for l2 in range(L):
-                        xb_s[l2, ix] = xa_s[l2, ix]
-                    ix += 1
-{_indent(b_soft, 4)}    elif op != GEMM:  # pass through: rows x words in one stream
-        for t in range(M * nw, name="forward", pipeline=True):
-            for l3 in range(L):
-                xb_s[l3, ix] = xa_s[l3, ix]
-                if {ones}:
-                    xb1_s[l3, ix] = xa1_s[l3, ix]
-            ix += 1
-'''
+{_indent(b_chain, 4)}'''
     # ---- stage c
     c_fn = {
         "layernorm": ["z = (x - s_0) * s_1 * prm[p0 + j]", "if p1 >= 0:",
@@ -872,7 +877,7 @@ def _schedule(k: KernelSpec) -> str:
             if {"layernorm", "rmsnorm"} & fns else [])
     bufs += [("sfu_a", "pm", 0, None, 0), ("sfu_b", "qs", 0, None, 0)] if "softmax" in fns \
         else []
-    bufs += [("sfu_b", "rbuf", 1, "Partition.Cyclic", "L")] if "rotary" in fns else []
+    bufs += [("sfu_b", "rbuf", 0, None, 0)] if "rotary" in fns else []  # registers
     listed = ", ".join("(" + ", ".join(repr(x) if i < 2 else str(x) for i, x in enumerate(b))
                        + ")" for b in bufs)
     return f'''

@@ -408,7 +408,9 @@ class _Builder:
             tk_max=mx(lambda d: tiles(d) * d["K"], gemms),
             y_stream=mx(lambda d: tiles(d) // d["passes"] * self.r, gemms),
             x_stream=mx(x_len, sfus), sfu_rows=mx(lambda d: d["M"], sfus),
-            fns=tuple(sorted(self.fns, key=list(SFU_CODES).index)))
+            fns=tuple(sorted(self.fns, key=list(SFU_CODES).index)),
+            rot_dh=mx(lambda d: d["dh"], [d for d in sfus if d["op"] == SFU_CODES["rotary"]],
+                      0))
         return Program(spec, self.instrs, act, wts, prm, self.places, output, self.env)
 
     def rotary(self, op: Op) -> None:
