@@ -43,6 +43,7 @@ from dataclasses import dataclass
 SFU_CODES = {"layernorm": 1, "rmsnorm": 2, "softmax": 3, "gelu_tanh": 4, "gelu_erf": 5,
              "silu": 6, "swiglu": 7, "add": 8, "gated": 9, "modulate": 10, "rotary": 11}
 TWO_INPUT = ("swiglu", "add", "gated")
+VEC_FNS = ("layernorm", "rmsnorm", "gated", "modulate", "rotary")  # parameter vectors
 
 # The descriptor: accel's scalar arguments in order (all int32). See program.py for their use.
 DESC = ("op", "M", "K", "N", "Z", "H", "order", "nout", "nin", "mtr", "pw", "passes",
@@ -83,6 +84,8 @@ class KernelSpec:
     fns: tuple[str, ...]  # SFU functions the program uses
     fifo_depth: int = 4
     rot_dh: int = 0  # longest head of a rotary op (0: none)
+    v_max: int = 1  # longest parameter vector of an SFU op (sfu_c reads it first)
+    wp: int = 1  # prm floats per port beat
 
     @property
     def fp32(self) -> bool:
@@ -145,6 +148,7 @@ TT, TK, CT = {k.t_max}, {k.tk_max}, {k.t_max * k.pack}  # tiles; stream lengths 
 YS, XS, SR = {k.y_stream}, {k.x_stream}, {k.sfu_rows}  # SR: rows of the longest SFU op
 FIFO = {k.fifo_depth}  # FIFO depth of every stream in HLS (words)
 ROWFIFO = NMAX // L + FIFO  # the SFU's row streams hold a row ahead of its statistics
+WP, VMAX = {k.wp}, {k.v_max}  # prm floats per port beat; longest parameter vector
 FADD = 4  # float adder latency in cycles (Vitis HLS fadd core, 4 stages at 300 MHz)
 {ring}
 GEMM = 0
@@ -450,15 +454,15 @@ def _array_unit(k: KernelSpec) -> str:
     if k.fp32:
         take = ["acc[ps, q, j * PACK] = C_fifo[q, j, ic]"]
         combine = ["t: TyC = acc[0, r1, c]"]
-        deq = ["u = t * prm[sb + n * bstep]"]
+        deq = ["u = t * cs[c]"]
     else:
         take = [f"acc[ps, q, j * PACK + {p}] = C_fifo[q, j, ic + {p}]" for p in range(k.pack)]
         combine = ["t: int64 = 0", "for p in range(PASSES):", "    if p < passes:",
                    "        t = t * 16 + acc[p, r1, c]", "if passes == 2:",
                    "    t = t + 8 * rsum[r1]"]
-        deq = ["u = float(t) * s_a * prm[sb + n * bstep]"]
+        deq = ["u = float(t) * s_a * cs[c]"]
     out = (_indent(combine, 32) + _indent(["u: float32 = 0.0", "if n < N:"], 32)
-           + _indent(deq, 36) + _indent(["if bias >= 0:", "    u = u + prm[bias + n]",
+           + _indent(deq, 36) + _indent(["if bias >= 0:", "    u = u + cb[c]",
                                          "u = u * inv_y"], 36)
            + _indent(_requant(k, "u"), 32) + _indent(["y_s[c, iy] = u"], 32))
     return f'''
@@ -481,6 +485,8 @@ def array_unit(prm: float32[NPRM], op: int32, M: int32, K: int32, N: int32, Z: i
     acc: TyC[PASSES, R, C]
     rs: int32[R]
     rsum: int32[R]
+    cs: float32[C]  # the column group's weight scales and bias, in registers
+    cb: float32[C]
     nrb: int32 = 1 if order == 0 else mtr // R
     ng: int32 = pw // C
     T: int32 = Z * nout * nin * nrb * ng * passes  # an SFU op's descriptor has Z = 0
@@ -525,6 +531,12 @@ def array_unit(prm: float32[NPRM], op: int32, M: int32, K: int32, N: int32, Z: i
                                 for j in range(CP):
 {_indent(take, 36)}                            ic += PACK
                             it += 1
+                        for c0 in range(C, name="cols", pipeline=True):  # 2 words a cycle
+                            n0: int32 = pc * pw + g * C + c0
+                            cs[c0] = prm[sb + n0 * bstep]
+                            cb[c0] = 0.0
+                            if bias >= 0:
+                                cb[c0] = prm[bias + n0]
                         for r1 in range(R, name="out", pipeline=True):
                             for c in range(C):
                                 n: int32 = pc * pw + g * C + c
@@ -765,9 +777,9 @@ def sfu_b(op: int32, M: int32, N: int32, dh: int32, xa_s: float32[L, XS],
 {_indent(b_chain, 4)}'''
     # ---- stage c
     c_fn = {
-        "layernorm": ["z = (x - s_0) * s_1 * prm[p0 + j]", "if p1 >= 0:",
-                      "    z = z + prm[p1 + j]"],
-        "rmsnorm": ["z = x * s_1 * prm[p0 + j]"],
+        "layernorm": ["z = (x - s_0) * s_1 * vb0[j]", "if p1 >= 0:",
+                      "    z = z + vb1[j]"],
+        "rmsnorm": ["z = x * s_1 * vb0[j]"],
         "softmax": ["z = x * s_0"],
         "gelu_tanh": [("z = 0.5 * x * (1.0 + allo.tanh(0.7978845608028654 * (x + 0.044715 "
                        "* x * x * x)))")],
@@ -780,9 +792,9 @@ def sfu_b(op: int32, M: int32, N: int32, dh: int32, xa_s: float32[L, XS],
         "silu": ["z = x / (1.0 + allo.exp(-x))"],
         "swiglu": ["z = x / (1.0 + allo.exp(-x)) * x1"],
         "add": ["z = x + x1"],
-        "gated": ["z = x + prm[p0 + bq * prs + j] * x1"],
-        "modulate": ["z = x * (1.0 + prm[p0 + bq * prs + j]) + prm[p1 + bq * prs + j]"],
-        "rotary": ["z = x * prm[p0 + lq * dh + j % dh] + x1 * prm[p1 + lq * dh + j % dh]"],
+        "gated": ["z = x + vb0[bq * prs + j] * x1"],
+        "modulate": ["z = x * (1.0 + vb0[bq * prs + j]) + vb1[bq * prs + j]"],
+        "rotary": ["z = x * vb0[lq * dh + j % dh] + x1 * vb1[lq * dh + j % dh]"],
     }
     chain = []
     for i, f in enumerate(x for x in SFU_CODES if x in fns):
@@ -794,6 +806,20 @@ def sfu_b(op: int32, M: int32, N: int32, dh: int32, xa_s: float32[L, XS],
     x1_cond = " or ".join(f"op == {f.upper()}" for f in [*two, *(["rotary"] if "rotary" in fns
                                                                   else [])]) or "False"
     rd = (" or ".join(f"op == {f.upper()}" for f in reads)) if reads else "False"
+    # The op's parameter vectors, read from DRAM in port beats before its rows (per-element
+    # reads of prm in the word loop would move 4 x L bytes a cycle through one port).
+    vec = [f for f in VEC_FNS if f in fns]
+    pre = [] if not vec else [
+        "vb0: float32[VMAX]", "vb1: float32[VMAX]",
+        "vl: int32 = N  # the span read: a row (norms), a row per batch, a table (rotary)",
+        *(["if op == GATED or op == MODULATE:", "    vl = (M // seq - 1) * prs + N"]
+          if {"gated", "modulate"} & fns else []),
+        *(["if op == ROTARY:", "    vl = seq * dh"] if "rotary" in fns else []),
+        f"if {' or '.join(f'op == {f.upper()}' for f in vec)}:",
+        '    for u in range((vl + WP - 1) // WP, name="vectors", pipeline=True):',
+        "        for e in range(WP):", "            iv: int32 = u * WP + e",
+        "            if iv < vl:", "                vb0[iv] = prm[p0 + iv]",
+        "                if p1 >= 0:", "                    vb1[iv] = prm[p1 + iv]"]
     stage_c = f'''
 
 def sfu_c(prm: float32[NPRM], op: int32, M: int32, N: int32, sy: int32, p0: int32,
@@ -809,7 +835,7 @@ def sfu_c(prm: float32[NPRM], op: int32, M: int32, N: int32, sy: int32, p0: int3
     jj: int32 = 0
     s_0: float32 = 0.0
     s_1: float32 = 0.0
-    if op != GEMM:
+{_indent(pre, 4)}    if op != GEMM:
         for t in range(M * nw, name="apply", pipeline=True):
             if jj == 0 and ({rd}):
                 s_0 = st_b[0, isb]
@@ -878,6 +904,8 @@ def _schedule(k: KernelSpec) -> str:
     bufs += [("sfu_a", "pm", 0, None, 0), ("sfu_b", "qs", 0, None, 0)] if "softmax" in fns \
         else []
     bufs += [("sfu_b", "rbuf", 0, None, 0)] if "rotary" in fns else []  # registers
+    bufs += [("sfu_c", v, 1, "Partition.Cyclic", "L") for v in ("vb0", "vb1")] \
+        if set(VEC_FNS) & fns else []
     listed = ", ".join("(" + ", ".join(repr(x) if i < 2 else str(x) for i, x in enumerate(b))
                        + ")" for b in bufs)
     return f'''
@@ -893,7 +921,7 @@ def schedule_array():
     sa = allo.customize(array_unit)
     if TyC is float32:
         sa.partition(MockBuffer("pe", "vp"), dim=0)  # FADD partial sums in registers
-    for buf in ("acc", "rs", "rsum"):
+    for buf in ("acc", "rs", "rsum", "cs", "cb"):
         sa.partition(MockBuffer("array_unit", buf), dim=0)
     pes = sa.unfold("array_unit:PE", [0, 1])
     sa.to(MockBuffer("array_unit", "A_fifo"), pes, axis=1, depth=R + 1)

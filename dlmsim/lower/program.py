@@ -410,7 +410,8 @@ class _Builder:
             x_stream=mx(x_len, sfus), sfu_rows=mx(lambda d: d["M"], sfus),
             fns=tuple(sorted(self.fns, key=list(SFU_CODES).index)),
             rot_dh=mx(lambda d: d["dh"], [d for d in sfus if d["op"] == SFU_CODES["rotary"]],
-                      0))
+                      0),
+            v_max=mx(_vector_span, sfus), wp=max(1, k.memory.port_bits // 32))
         return Program(spec, self.instrs, act, wts, prm, self.places, output, self.env)
 
     def rotary(self, op: Op) -> None:
@@ -457,6 +458,16 @@ def build_program(arch: Accelerator, trace: Trace, ops: list[Op], seed: int = 0)
         else:
             raise InputError(f"op {op.name}: {op.kind} {op.fn} has no lowering")
     return bld.finish(ops[-1].outputs[0].name)
+
+
+def _vector_span(d: dict) -> int:
+    """prm floats an SFU op's parameter vectors span (kernel.py, sfu_c's `vl`)."""
+    fn = next(f for f, c in SFU_CODES.items() if c == d["op"])
+    if fn in ("layernorm", "rmsnorm"):
+        return d["N"]
+    if fn in ("gated", "modulate"):
+        return (d["M"] // d["seq"] - 1) * d["prs"] + d["N"]
+    return d["seq"] * d["dh"] if fn == "rotary" else 1
 
 
 def _beats(k: int, we: int) -> int:
