@@ -48,7 +48,8 @@ def check_lowered(out_dir: str | Path, arch: Accelerator) -> dict:
     desc = structure.describe(code, p["top"])
     params = latency.parameters(code, p["top"])
     pointers = [i for i, x in enumerate(params) if x["kind"] in ("pointer", "array")]
-    weights = pointers[:1]  # accel(wts, prm, act_in, ..., act): the weights stay in DRAM
+    # accel(wts..., prm, act_in, ..., act): the weights stay in DRAM
+    weights = pointers[:p["spec"].get("wports", 1)]
     expect = {"rows": arch.array.rows, "cols": arch.array.cols,
               "macs_per_pe": pack_of(arch), "array_instances": 1,
               "dataflow_top": True, "m_axi_bundles": len(p["ports"]),

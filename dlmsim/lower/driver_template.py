@@ -67,6 +67,16 @@ def step_llvm():
     return _llvm_spatial() if SPATIAL else _llvm_temporal()
 
 
+def _weight_ports(wts):
+    """The weight image as accel takes it: one array per weight port, port q holding words
+    [q CP/P, (q+1) CP/P) of every CP-word row (kernels.py, fetch_b)."""
+    p, cp = PROGRAM["spec"]["wports"], PROGRAM["array"]["pe_cols"]
+    if p == 1:
+        return [wts]
+    rows = wts.reshape(-1, p, cp // p)
+    return [np.ascontiguousarray(rows[:, q, :]).reshape(-1) for q in range(p)]
+
+
 def _llvm_temporal():
     import allo
 
@@ -77,7 +87,7 @@ def _llvm_temporal():
     t0 = time.time()
     mod = allo.customize(getattr(k, TOP)).build()
     build_s = time.time() - t0
-    wts, prm = vec["wts"], vec["prm"]
+    wts, prm = _weight_ports(vec["wts"]), vec["prm"]
     ref = vec["act"].copy()  # the emulator's state before each op
     chain = vec["act"].copy()  # the Allo build's own state, op after op
     out = {"build_seconds": build_s, "ops": []}
@@ -88,9 +98,9 @@ def _llvm_temporal():
         exp = vec[f"out.{i}"]
         t = time.time()
         dut = ref.copy()
-        mod(wts, prm, dut, *desc, dut)
+        mod(*wts, prm, dut, *desc, dut)
         ok, worst, off = _compare(dut[lo:hi], exp, x["kind"])
-        mod(wts, prm, chain, *desc, chain)
+        mod(*wts, prm, chain, *desc, chain)
         ref[lo:hi] = exp
         out["ops"].append({"op": x["op"], "kind": x["kind"], "ok": ok, "worst": worst,
                            "fraction_off": off, "seconds": time.time() - t})

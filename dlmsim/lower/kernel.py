@@ -86,6 +86,7 @@ class KernelSpec:
     rot_dh: int = 0  # longest head of a rotary op (0: none)
     v_max: int = 1  # longest parameter vector of an SFU op (sfu_c reads it first)
     wp: int = 1  # prm floats per port beat
+    wports: int = 1  # weight ports: CP / wports words of a weight row through each
 
     @property
     def fp32(self) -> bool:
@@ -94,6 +95,15 @@ class KernelSpec:
     @property
     def pe_cols(self) -> int:
         return self.cols // self.pack
+
+
+def weight_names(k: KernelSpec) -> list[str]:
+    """accel's weight arguments: one per weight port (the DRAM image split by columns)."""
+    return ["wts"] if k.wports == 1 else [f"wts{q}" for q in range(k.wports)]
+
+
+def weight_params(k: KernelSpec) -> str:
+    return ", ".join(f"{w}: TyW[NWQ]" for w in weight_names(k))
 
 
 def _ty(bits) -> str:
@@ -138,12 +148,15 @@ WB = {0 if k.fp32 else k.w_bits}  # weight code bits (a packed word holds PACK o
 QMAX = {qmax}.0  # largest activation code
 L = {k.sfu_lanes}  # SFU elements per cycle
 WE = {k.we}  # elements per memory port beat
+WPORTS = {k.wports}  # weight ports (m_axi bundles): each streams CPQ words of a row
+CPQ = {k.pe_cols // k.wports}
 {types}
 # ---- what the program needs (static sizes in HLS)
 KMAX, MTMAX, NMAX, PASSES = {k.k_max}, {k.mt_max}, {k.n_max}, {k.passes_max}
 WPAN = {k.wpan_words}  # the tile buffer's weight panel (its A tile is MTMAX x KMAX)
 BTR, BTC = {k.bt_rows}, {k.bt_cols}  # staging of a transposed operand
 NACT, NWTS, NPRM = {k.act_words}, {k.wts_words}, {k.prm_words}
+NWQ = NWTS // WPORTS  # words of one weight port's share
 TT, TK, CT = {k.t_max}, {k.tk_max}, {k.t_max * k.pack}  # tiles; stream lengths (llvm)
 YS, XS, SR = {k.y_stream}, {k.x_stream}, {k.sfu_rows}  # SR: rows of the longest SFU op
 FIFO = {k.fifo_depth}  # FIFO depth of every stream in HLS (words)
@@ -342,45 +355,62 @@ def fetch_a(act: TyA[NACT], op: int32, M: int32, K: int32, N: int32, Z: int32, H
 def _b_first(k: KernelSpec, tag: str, pc: str) -> list[str]:
     """fetch_b, the first use of weight panel `pc` [K, pw]: every pass's words go to the
     array (CP per cycle, in tile order: column group, pass, k) and into the tile buffer for
-    the later uses. Weights come straight from DRAM, where they are stored in that order;
-    activation operands are packed here (a transposed one, K^T, staged row by row first)."""
-    direct = _word_of(k, f"act[base + k{tag} * b_rs + col{tag} + {{q}}]", f"ps{tag}")
-    trans = _word_of(k, f"bt[col{tag} + {{q}} - pc{tag} * pw, k{tag}]", f"ps{tag}")
-    pre_d, pre_t = [], []
+    the later uses. Weights come straight from DRAM, where they are stored in that order,
+    CP / WPORTS words of each row through each weight port; an activation operand is
+    staged first (read in port beats: K^T row by row, or the operand's K rows) and packed
+    from the stage."""
+    # "@" stands for the port loop's suffix
+    word = _word_of(k, f"bt[col@ + {{q}} - pc{tag} * pw, k{tag}]", f"ps{tag}")
+    pre = []
     if not k.fp32 and k.pack == 2 and k.w_bits == 8:  # widen the 8-bit codes, then shift
-        direct = direct.replace("c0", f"d0{tag}").replace("c1", f"d1{tag}")
-        trans = trans.replace("c0", f"c0{tag}").replace("c1", f"c1{tag}")
-        pre_d = [f"d0{tag}: TyW = act[base + k{tag} * b_rs + col{tag}]",
-                 f"d1{tag}: TyW = act[base + k{tag} * b_rs + col{tag} + 1]"]
-        pre_t = [f"c0{tag}: TyW = bt[col{tag} - pc{tag} * pw, k{tag}]",
-                 f"c1{tag}: TyW = bt[col{tag} + 1 - pc{tag} * pw, k{tag}]"]
+        word = word.replace("c0", "c0@").replace("c1", "c1@")
+        pre = [f"c0@: TyW = bt[col@ - pc{tag} * pw, k{tag}]",
+               f"c1@: TyW = bt[col@ + 1 - pc{tag} * pw, k{tag}]"]
+    ports = []
+    for q in range(k.wports):  # one loop per weight port: its words of the row
+        s = f"{tag}{q}" if k.wports > 1 else tag
+        wsrc = "wts" if k.wports == 1 else f"wts{q}"
+        ports += [
+            f"    for j{s} in range(CPQ):",
+            f"        col{s}: int32 = pc{tag} * pw + g{tag} * C + ({q * k.pe_cols // k.wports}"
+            f" + j{s}) * PACK",
+            f"        w{s}: TyW = 0",
+            "        if b_src == 0:",
+            f"            w{s} = {wsrc}[wq{tag} + j{s}]",
+            f"        elif col{s} < N:", *[f"            {x.replace('@', s)}" for x in pre],
+            f"            w{s} = {word.replace('@', s)}",
+            (f"        wpan[(ps{tag} * K + k{tag}) * pwp + g{tag} * CP + "
+             f"{q * k.pe_cols // k.wports} + j{s}] = w{s}"),
+            f"        b_s[{q * k.pe_cols // k.wports} + j{s}, ib] = w{s}"]
     return [
-        f"pc{tag}: int32 = {pc}", "if b_t == 1:  # the panel's rows (past N: never read)",
+        f"pc{tag}: int32 = {pc}",
+        "if b_src == 1:  # the panel's rows below N (the rest is never read)",
         f"    nv{tag}: int32 = pw if N - pc{tag} * pw > pw else N - pc{tag} * pw",
         f"    n{tag}: int32 = 0", f"    kk{tag}: int32 = 0",
-        f'    for u{tag} in range(nv{tag} * kw, name="burst", pipeline=True):',
-        f"        for e{tag} in range(WE):",
-        f"            kt{tag}: int32 = kk{tag} * WE + e{tag}",
-        f"            if kt{tag} < K:",
-        (f"                bt[n{tag}, kt{tag}] = act[base + (pc{tag} * pw + n{tag}) * b_rs"
+        "    if b_t == 1:  # K^T: a row of K codes per column",
+        f'        for u{tag} in range(nv{tag} * kw, name="burst", pipeline=True):',
+        f"            for e{tag} in range(WE):",
+        f"                kt{tag}: int32 = kk{tag} * WE + e{tag}",
+        f"                if kt{tag} < K:",
+        (f"                    bt[n{tag}, kt{tag}] = act[base + (pc{tag} * pw + n{tag}) * b_rs"
          f" + kt{tag}]"),
-        "            else:", f"                bt[n{tag}, kt{tag}] = 0",
-        f"        kk{tag} += 1", f"        if kk{tag} == kw:", f"            kk{tag} = 0",
-        f"            n{tag} += 1",
+        "                else:", f"                    bt[n{tag}, kt{tag}] = 0",
+        f"            kk{tag} += 1", f"            if kk{tag} == kw:", f"                kk{tag} = 0",
+        f"                n{tag} += 1",
+        "    else:  # the operand's K rows, a beat of its columns at a time",
+        f"        nb{tag}: int32 = (nv{tag} + WE - 1) // WE",
+        f'        for v{tag} in range(K * nb{tag}, name="rows", pipeline=True):',
+        f"            for f{tag} in range(WE):",
+        f"                nt{tag}: int32 = n{tag} * WE + f{tag}",
+        f"                if nt{tag} < nv{tag}:",
+        (f"                    bt[nt{tag}, kk{tag}] = act[base + kk{tag} * b_rs + pc{tag} * pw"
+         f" + nt{tag}]"),
+        f"            n{tag} += 1", f"            if n{tag} == nb{tag}:", f"                n{tag} = 0",
+        f"                kk{tag} += 1",
         f"g{tag}: int32 = 0", f"ps{tag}: int32 = 0", f"k{tag}: int32 = 0",
         f'for t{tag} in range(ng * passes * K, name="first", pipeline=True):',
-        f"    for j{tag} in range(CP):",
-        f"        col{tag}: int32 = pc{tag} * pw + g{tag} * C + j{tag} * PACK",
-        f"        w{tag}: TyW = 0",
-        "        if b_src == 0:",
-        f"            w{tag} = wts[base + iw + j{tag}]",
-        f"        elif col{tag} < N:",
-        "            if b_t == 1:", *[f"                {x}" for x in pre_t],
-        f"                w{tag} = {trans}",
-        "            else:", *[f"                {x}" for x in pre_d],
-        f"                w{tag} = {direct}",
-        f"        wpan[(ps{tag} * K + k{tag}) * pwp + g{tag} * CP + j{tag}] = w{tag}",
-        f"        b_s[j{tag}, ib] = w{tag}",
+        f"    wq{tag}: int32 = (base + iw) // WPORTS  # the row's words in each weight port",
+        *ports,
         "    ib += 1", "    iw += CP", f"    k{tag} += 1",
         f"    if k{tag} == K:  # tile order: k, pass, column group",
         f"        k{tag} = 0", f"        ps{tag} += 1", f"        if ps{tag} == passes:",
@@ -402,7 +432,7 @@ def _b_again(tag: str) -> list[str]:
 def _fetch_b(k: KernelSpec) -> str:
     return f'''
 
-def fetch_b(wts: TyW[NWTS], act: TyA[NACT], op: int32, K: int32, N: int32, Z: int32,
+def fetch_b({weight_params(k)}, act: TyA[NACT], op: int32, K: int32, N: int32, Z: int32,
             H: int32, order: int32, nout: int32, nin: int32, mtr: int32, pw: int32,
             passes: int32, b0: int32, b_zb: int32, b_zh: int32, b_rs: int32, b_src: int32,
             b_t: int32, M: int32, b_s: TyW[CP, TK], x1_s: TyA[L, XS]):
@@ -867,7 +897,7 @@ def _accel(k: KernelSpec) -> str:
     args = ", ".join(f"{d}: int32" for d in DESC)
     return f'''
 
-def accel(wts: TyW[NWTS], prm: float32[NPRM], act_in: TyA[NACT], {args},
+def accel({weight_params(k)}, prm: float32[NPRM], act_in: TyA[NACT], {args},
           act: TyA[NACT]):
     """One op of the program: the descriptor selects a GEMM (op == 0) or an SFU function.
     `act_in` and `act` are the same DRAM buffer (read by the fetch engines, written by
@@ -886,7 +916,7 @@ def accel(wts: TyW[NWTS], prm: float32[NPRM], act_in: TyA[NACT], {args},
     z_s: TyA[L, XS]
     fetch_a(act_in, op, M, K, N, Z, H, order, nout, nin, mtr, pw, passes, a0, a_zb, a_zh,
             a_rs, a_s, x0_s)
-    fetch_b(wts, act_in, op, K, N, Z, H, order, nout, nin, mtr, pw, passes, b0, b_zb, b_zh,
+    fetch_b({", ".join(weight_names(k))}, act_in, op, K, N, Z, H, order, nout, nin, mtr, pw, passes, b0, b_zb, b_zh,
             b_rs, b_src, b_t, M, b_s, x1_s)
     array_unit(prm, op, M, K, N, Z, order, nout, nin, mtr, pw, passes, sa, sb, bstep, sy,
                bias, a_s, b_s, y_s)

@@ -45,11 +45,19 @@ schedule, with no Vitis HLS run; the rules:
 - m_axi: with `axi_latency_cycles` = A (the top's `interface m_axi` ports, kernel.cpp),
   a pipelined loop touching a port pays A once per execution (one burst), and an access
   outside a pipelined loop pays A itself (a single-beat transaction).
+- m_axi rate: a bundle moves one beat per cycle, of its `max_widen_bitwidth` bits (the
+  element's width without that option: no widening). A pipelined loop whose iteration
+  reads or writes B bytes through a bundle of W bits (its unrolled accesses counted, an if
+  resolved as above, else its busier branch) runs at II >= ceil(8 B / W) (UG1399: a
+  pipelined loop's accesses to one m_axi port share its one read and one write channel).
+  Reads and writes are counted apart (AXI's read and write channels are independent).
 
 Ignored (so the estimate can be optimistic): memory port conflicts (two accesses to one
 unpartitioned BRAM in one cycle: the II the pragma asks for is taken as met), II
-violations other than float accumulation (array-carried dependences, resource limits),
-m_axi bandwidth and burst lengths beyond the per-burst latency, FIFO depth stalls
+violations other than float accumulation and m_axi rate (array-carried dependences,
+resource limits), two processes sharing a bundle at once, burst lengths beyond the
+per-burst latency (a loop's accesses are taken as widened into whole beats), DRAM's own
+bandwidth (the bundle's beat per cycle is taken as met), FIFO depth stalls
 (streams are taken as deep enough), the overlap of successive calls of a dataflow
 function, and any operator latency change with the clock.
 """
@@ -144,8 +152,9 @@ def estimate(cpp, top: str | None = None, scalars: dict | None = None, *,
     if auto_pipeline is not None and auto_pipeline < 0:
         raise InputError(f"auto_pipeline must be >= 0 or None, got {auto_pipeline}")
     m = _Model(prog, costs, axi_latency_cycles, auto_pipeline, fn.name)
-    m.axi[fn.name] = {p.args.get("port") for p in fn.pragmas
-                      if p.kind == "interface" and "m_axi" in p.flags}
+    m.axi[fn.name] = {p.args.get("port"): (p.args.get("bundle", p.args.get("port")),
+                                          int(p.args.get("max_widen_bitwidth", 0)))
+                      for p in fn.pragmas if p.kind == "interface" and "m_axi" in p.flags}
     cycles = m.function(fn, env, frozenset())
     return cycles, {"top": cycles, "functions": m.per_function, "loops": m.loops,
                     "dataflow": m.regions}
@@ -166,7 +175,8 @@ class _Model:
     axi_cycles: float
     auto: int | None  # automatic pipelining threshold (None: off)
     top: str = ""
-    axi: dict[str, set[str]] = field(default_factory=dict)  # function -> m_axi parameters
+    # function -> its m_axi parameters: name -> (bundle, widened bits or 0)
+    axi: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
     memo: dict = field(default_factory=dict)
     per_function: dict[str, float] = field(default_factory=dict)
     loops: list[dict] = field(default_factory=list)
@@ -180,7 +190,8 @@ class _Model:
         """(latency, first-output latency) of one call of `fn` with its scalars bound."""
         scal = {p.name for p in fn.params if not p.is_array and not p.stream}
         key = (fn.name, tuple(sorted((k, v, k in approx) for k, v in env.items()
-                                     if k in scal)), frozenset(self.axi.get(fn.name, ())))
+                                     if k in scal)),
+               frozenset(self.axi.get(fn.name, {}).items()))
         if key in self.memo:
             return self.memo[key]
         self.memo[key] = (0.0, 0.0)  # a recursive call graph would end here
@@ -233,13 +244,13 @@ class _Model:
         callee = self.prog.functions.get(node.callee)
         if callee is None:  # an external function (not defined in the C++): one cycle
             return 1.0, 1.0
-        env, approx, ports = {}, set(), set()
-        caller_ports = self.axi.get(ctx.fn.name, set())
+        env, approx, ports = {}, set(), {}
+        caller_ports = self.axi.get(ctx.fn.name, {})
         for p, arg in zip(callee.params, node.args):
             if p.is_array or p.stream:
                 ch = resolve(ctx.fn, arg)
                 if ch and ch[0] in caller_ports:
-                    ports.add(p.name)
+                    ports[p.name] = caller_ports[ch[0]]
                 continue
             v = self.value(ctx, arg)
             if v is not None:
@@ -288,6 +299,7 @@ class _Model:
             depth, first = self.body(inner, loop)
             depth = max(1.0, depth)
             ii_used = max(ii, self.costs["fadd"]) if _float_carried(ctx.fn, loop) else ii
+            ii_used = max(ii_used, self.port_ii(inner, loop))
             iters = -(-n // unroll) if unroll else n
             lat = (max(iters - 1, 0) * ii_used + depth) if iters else 0.0
             if self.touches_axi(ctx, loop):
@@ -319,6 +331,48 @@ class _Model:
 
     def body(self, ctx: _Ctx, loop: Loop) -> tuple[float, float]:
         return self.block(ctx, loop.body)
+
+    def port_ii(self, ctx: _Ctx, loop: Loop) -> int:
+        """The least II the m_axi rate allows one iteration of `loop` (module docstring)."""
+        ports = self.axi.get(ctx.fn.name)
+        if not ports:
+            return 1
+        ii = 1
+        own = _Ctx(ctx.fn, dict(ctx.env), set(ctx.approx), True)
+        for (bundle, _), b in self.port_bytes(own, loop.body, ports).items():
+            bits = max(w for bd, w in ports.values() if bd == bundle) or \
+                min(ctx.fn.vars[n].type.bits for n, (bd, _) in ports.items() if bd == bundle)
+            ii = max(ii, math.ceil(8 * b / max(bits, 1) - 1e-9))
+        return ii
+
+    def port_bytes(self, ctx: _Ctx, body: list, ports: dict) -> dict:
+        """{(bundle, "r" or "w"): bytes} one pass of `body` moves through m_axi ports."""
+        out: dict[tuple[str, str], float] = {}
+
+        def add(d, k=1.0):
+            for key, b in d.items():
+                out[key] = out.get(key, 0.0) + k * b
+        for node in body:
+            if isinstance(node, Stmt) and node.op in ("load", "store"):
+                name = node.src if node.op == "load" else node.target
+                if name in ports:
+                    bits = ctx.fn.vars[name].type.bits
+                    add({(ports[name][0], "r" if node.op == "load" else "w"):
+                         max(bits, 8) / 8})
+            if isinstance(node, Stmt):
+                if node.target is not None and node.op not in ("store", "write"):
+                    self.bind(ctx, node)  # the conditions of the ifs below
+            elif isinstance(node, Loop):
+                add(self.port_bytes(ctx, node.body, ports), trip(node, ctx.env) or 1)
+            elif isinstance(node, If):
+                cond = self.value(ctx, node.cond)
+                if cond is not None:
+                    add(self.port_bytes(ctx, node.then if cond else node.orelse, ports))
+                else:
+                    a = self.port_bytes(ctx, node.then, ports)
+                    b = self.port_bytes(ctx, node.orelse, ports)
+                    add({k: max(a.get(k, 0.0), b.get(k, 0.0)) for k in {*a, *b}})
+        return out
 
     def touches_axi(self, ctx: _Ctx, loop: Loop) -> bool:
         ports = self.axi.get(ctx.fn.name)

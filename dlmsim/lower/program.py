@@ -375,7 +375,9 @@ class _Builder:
             for r in range(p.rows):
                 act[p.base + r * p.rs + p.col0: p.base + r * p.rs + p.col0 + p.cols] = codes[r]
         wdt = np.float32 if fp32 else (self.wchunks[0].dtype if self.wchunks else np.int8)
-        wts = np.concatenate(self.wchunks).astype(wdt) if self.wchunks else np.zeros(1, wdt)
+        wts = np.concatenate(self.wchunks).astype(wdt) if self.wchunks else np.zeros(0, wdt)
+        cp = self.c // self.pack  # whole rows of CP words: each weight port takes its share
+        wts = np.concatenate([wts, np.zeros(-len(wts) % cp if len(wts) else cp, wdt)])
         prm = np.asarray(self.prm, np.float32)
         gemms = [d for d in self.instrs if d["op"] == 0]
         sfus = [d for d in self.instrs if d["op"] != 0]
@@ -411,7 +413,8 @@ class _Builder:
             fns=tuple(sorted(self.fns, key=list(SFU_CODES).index)),
             rot_dh=mx(lambda d: d["dh"], [d for d in sfus if d["op"] == SFU_CODES["rotary"]],
                       0),
-            v_max=mx(_vector_span, sfus), wp=max(1, k.memory.port_bits // 32))
+            v_max=mx(_vector_span, sfus), wp=max(1, k.memory.port_bits // 32),
+            wports=weight_ports(k, self.pack))
         return Program(spec, self.instrs, act, wts, prm, self.places, output, self.env)
 
     def rotary(self, op: Op) -> None:
@@ -458,6 +461,22 @@ def build_program(arch: Accelerator, trace: Trace, ops: list[Op], seed: int = 0)
         else:
             raise InputError(f"op {op.name}: {op.kind} {op.fn} has no lowering")
     return bld.finish(ops[-1].outputs[0].name)
+
+
+def weight_ports(arch: Accelerator, pack: int) -> int:
+    """m_axi bundles the weights stream through: enough for the CP words a cycle the array
+    takes (CP x word bits over the port width), a divisor of CP (each takes CP / ports words
+    of a row), at most the arch's ports."""
+    cp = arch.array.cols // pack
+    if arch.bits.weights == "fp32":
+        bits = 32
+    else:
+        w = int(arch.bits.weights)
+        bits = 8 * -(-max(8, 2 * w if pack == 2 else w) // 8)
+    need = -(-cp * bits // arch.memory.port_bits)
+    divs = [d for d in range(1, cp + 1) if cp % d == 0]
+    return min([d for d in divs if d >= need and d <= arch.memory.ports]
+               or [max(d for d in divs if d <= arch.memory.ports)])
 
 
 def _vector_span(d: dict) -> int:
