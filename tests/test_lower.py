@@ -232,9 +232,35 @@ def test_files_vectors_and_manifest(lowered, tmp_path):
         assert m["program"]["top"] == "accel"
         ports = m["program"]["ports"]
         assert len(ports) <= load_arch(arch).memory.ports
-        assert sorted(a for v in ports.values() for a in v) == ["act", "act_in", "prm", "wts"]
+        assert sorted(a for v in ports.values() for a in v) == sorted(m["program"]["pointers"])
         write_manifest(tmp_path / "m.json", m)
         assert read_manifest(tmp_path / "m.json") == m
+
+
+def test_weight_ports_carry_the_arrays_words_a_cycle():
+    """The array takes CP = cols / pack weight words a cycle: CP x word bits over the port
+    width bundles, a divisor of CP, at most the arch's ports. sda-zcu102: 10 x 8 = 80 of 128
+    bits: 1; sda-style-2048: 32 x 8 = 256: 2; int8-zcu102: 32 x 16 = 512: 4; int8-u280: 512
+    of 512: 1; fp32-u280: 8 x 32 = 256 of 512: 1; w4a8-kv260: 16 x 8 = 128: 1. A 2-port
+    int8-zcu102 takes 2 (the most it has). Each weight port's image is its columns of every
+    CP-word row; the bundles: a weight port each (prm with the first), then act_in and act
+    on their own where ports remain."""
+    from dlmsim.lower.lowering import memory_ports
+    from dlmsim.lower.program import pack_of, weight_ports
+
+    got = {a: weight_ports(load_arch(a), pack_of(load_arch(a))) for a in
+           ("sda-zcu102", "sda-style-2048-zcu102", "int8-zcu102", "int8-u280", "fp32-u280",
+            "w4a8-kv260")}
+    assert got == {"sda-zcu102": 1, "sda-style-2048-zcu102": 2, "int8-zcu102": 4,
+                   "int8-u280": 1, "fp32-u280": 1, "w4a8-kv260": 1}
+    two = load_arch("int8-zcu102", **{"memory.ports": 2})
+    assert weight_ports(two, 2) == 2
+    assert memory_ports(two, ["wts0", "wts1"]) == {"gmem0": ["wts0", "prm", "act_in"],
+                                                   "gmem1": ["wts1", "act"]}
+    assert memory_ports(load_arch("sda-style-2048-zcu102"), ["wts0", "wts1"]) == {
+        "gmem0": ["wts0", "prm"], "gmem1": ["wts1"], "gmem2": ["act_in"], "gmem3": ["act"]}
+    assert memory_ports(load_arch("fp32-u280"), ["wts"]) == {
+        "gmem0": ["wts", "prm", "act_in", "act"]}
 
 
 def test_forward_scope_runs_every_block(tmp_path):

@@ -536,3 +536,55 @@ def test_arithmetic_dsp_packing_counts_two_macs():
 """
     m = multipliers(parse(text).functions["pe"])
     assert [x["macs"] for x in m] == [2, 1]
+
+
+RATE = """
+/// This is top function.
+void top(
+  int8_t *v0,
+  float *v1,
+  int8_t *v2,
+  int32_t v3
+) {	// L1
+  #pragma HLS interface m_axi port=v0 offset=slave bundle=gmem0 max_widen_bitwidth=128
+  #pragma HLS interface m_axi port=v1 offset=slave bundle=gmem0 max_widen_bitwidth=128
+  #pragma HLS interface m_axi port=v2 offset=slave bundle=gmem1 max_widen_bitwidth=128
+  l_w: for (int i = 0; i < 100; i++) {	// L2
+  #pragma HLS pipeline II=1
+    l_j: for (int j = 0; j < 32; j++) {	// L3
+      int v4 = i * 32;	// L4
+      int v5 = v4 + j;	// L5
+      int8_t v6 = v0[v5];	// L6
+      v2[v5] = v6;	// L7
+    }
+  }
+  l_p: for (int k = 0; k < 10; k++) {	// L8
+  #pragma HLS pipeline II=1
+    l_e: for (int e = 0; e < 8; e++) {	// L9
+      float v7 = v1[e];	// L10
+      int8_t v8 = v0[e];	// L11
+    }
+    bool v9 = v3 > 0;	// L12
+    if (v9) {	// L13
+      l_f: for (int f = 0; f < 8; f++) {	// L14
+        float v10 = v1[f];	// L15
+      }
+    }
+  }
+}
+"""
+
+
+def test_m_axi_rate_sets_the_ii():
+    """A bundle moves one 128-bit (16-byte) beat a cycle, reads and writes apart.
+    l_w reads 32 int8 (32 B) through gmem0 and writes 32 B through gmem1 an iteration:
+    II = ceil(32 / 16) = 2, latency (100 - 1) x 2 + depth 3 (load 2 + store 1) = 201.
+    l_p reads 8 floats (32 B) and 8 int8 (8 B) through gmem0, both arguments on one
+    bundle: 40 B, II = ceil(40 / 16) = 3: 9 x 3 + depth 2 = 29 cycles; with v3 > 0 the
+    branch adds 8 floats: 72 B, II 5, and its loads follow l_e's (depth 2 + 2):
+    9 x 5 + 4 = 49."""
+    _, b = estimate(RATE, scalars={"v3": 0})
+    assert (loops(b, "top")["l_w"]["ii"], loops(b, "top")["l_w"]["cycles"]) == (2, 201)
+    assert (loops(b, "top")["l_p"]["ii"], loops(b, "top")["l_p"]["cycles"]) == (3, 29)
+    _, b = estimate(RATE, scalars={"v3": 1})
+    assert (loops(b, "top")["l_p"]["ii"], loops(b, "top")["l_p"]["cycles"]) == (5, 49)

@@ -69,7 +69,7 @@ class KernelSpec:
     pw_max: int
     mt_max: int  # rows of the A tile (output-row order), a multiple of rows
     wpan_words: int  # the tile buffer's weight panel (passes x K x pw / PACK words)
-    bt_rows: int  # staging of a transposed operand (K^T): pw x K codes
+    bt_rows: int  # staging of an activation operand (K^T, or its K rows): pw x K codes
     bt_cols: int
     n_max: int  # longest SFU row
     passes_max: int
@@ -154,7 +154,7 @@ CPQ = {k.pe_cols // k.wports}
 # ---- what the program needs (static sizes in HLS)
 KMAX, MTMAX, NMAX, PASSES = {k.k_max}, {k.mt_max}, {k.n_max}, {k.passes_max}
 WPAN = {k.wpan_words}  # the tile buffer's weight panel (its A tile is MTMAX x KMAX)
-BTR, BTC = {k.bt_rows}, {k.bt_cols}  # staging of a transposed operand
+BTR, BTC = {k.bt_rows}, {k.bt_cols}  # staging of an activation operand: [pw, K]
 NACT, NWTS, NPRM = {k.act_words}, {k.wts_words}, {k.prm_words}
 NWQ = NWTS // WPORTS  # words of one weight port's share
 TT, TK, CT = {k.t_max}, {k.tk_max}, {k.t_max * k.pack}  # tiles; stream lengths (llvm)
@@ -367,21 +367,18 @@ def _b_first(k: KernelSpec, tag: str, pc: str) -> list[str]:
         pre = [f"c0@: TyW = bt[col@ - pc{tag} * pw, k{tag}]",
                f"c1@: TyW = bt[col@ + 1 - pc{tag} * pw, k{tag}]"]
     ports = []
-    for q in range(k.wports):  # one loop per weight port: its words of the row
-        s = f"{tag}{q}" if k.wports > 1 else tag
-        wsrc = "wts" if k.wports == 1 else f"wts{q}"
+    for q, wsrc in enumerate(weight_names(k)):  # a loop per weight port: its words of a row
+        s, j0 = (f"{tag}{q}" if k.wports > 1 else tag), q * k.pe_cols // k.wports
         ports += [
             f"    for j{s} in range(CPQ):",
-            f"        col{s}: int32 = pc{tag} * pw + g{tag} * C + ({q * k.pe_cols // k.wports}"
-            f" + j{s}) * PACK",
+            f"        col{s}: int32 = pc{tag} * pw + g{tag} * C + ({j0} + j{s}) * PACK",
             f"        w{s}: TyW = 0",
             "        if b_src == 0:",
             f"            w{s} = {wsrc}[wq{tag} + j{s}]",
             f"        elif col{s} < N:", *[f"            {x.replace('@', s)}" for x in pre],
             f"            w{s} = {word.replace('@', s)}",
-            (f"        wpan[(ps{tag} * K + k{tag}) * pwp + g{tag} * CP + "
-             f"{q * k.pe_cols // k.wports} + j{s}] = w{s}"),
-            f"        b_s[{q * k.pe_cols // k.wports} + j{s}, ib] = w{s}"]
+            f"        wpan[(ps{tag} * K + k{tag}) * pwp + g{tag} * CP + {j0} + j{s}] = w{s}",
+            f"        b_s[{j0} + j{s}, ib] = w{s}"]
     return [
         f"pc{tag}: int32 = {pc}",
         "if b_src == 1:  # the panel's rows below N (the rest is never read)",
@@ -395,7 +392,8 @@ def _b_first(k: KernelSpec, tag: str, pc: str) -> list[str]:
         (f"                    bt[n{tag}, kt{tag}] = act[base + (pc{tag} * pw + n{tag}) * b_rs"
          f" + kt{tag}]"),
         "                else:", f"                    bt[n{tag}, kt{tag}] = 0",
-        f"            kk{tag} += 1", f"            if kk{tag} == kw:", f"                kk{tag} = 0",
+        f"            kk{tag} += 1", f"            if kk{tag} == kw:",
+        f"                kk{tag} = 0",
         f"                n{tag} += 1",
         "    else:  # the operand's K rows, a beat of its columns at a time",
         f"        nb{tag}: int32 = (nv{tag} + WE - 1) // WE",
@@ -405,7 +403,8 @@ def _b_first(k: KernelSpec, tag: str, pc: str) -> list[str]:
         f"                if nt{tag} < nv{tag}:",
         (f"                    bt[nt{tag}, kk{tag}] = act[base + kk{tag} * b_rs + pc{tag} * pw"
          f" + nt{tag}]"),
-        f"            n{tag} += 1", f"            if n{tag} == nb{tag}:", f"                n{tag} = 0",
+        f"            n{tag} += 1", f"            if n{tag} == nb{tag}:",
+        f"                n{tag} = 0",
         f"                kk{tag} += 1",
         f"g{tag}: int32 = 0", f"ps{tag}: int32 = 0", f"k{tag}: int32 = 0",
         f'for t{tag} in range(ng * passes * K, name="first", pipeline=True):',
@@ -772,7 +771,8 @@ def sfu_a(prm: float32[NPRM], op: int32, M: int32, N: int32, sa: int32, sb: int3
         "                rh: float32 = 0.0", "                if j1 < N:",
         "                    if j1 % dh < dh // 2:",
         "                        rh = -rbuf[RB - L - RD * L + l1 + dh // 2]",
-        "                    else:", "                        rh = rbuf[RB - L - RD * L + l1 - dh // 2]",
+        "                    else:",
+        "                        rh = rbuf[RB - L - RD * L + l1 - dh // 2]",
         "                xb1_s[l1, ixb] = rh", "            ixb += 1", "            jo += 1",
         "            if jo == nw:", "                jo = 0"]
     stats_fns = [f for f in ("layernorm", "rmsnorm") if f in fns]
