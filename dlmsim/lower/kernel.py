@@ -96,6 +96,13 @@ class KernelSpec:
     def pe_cols(self) -> int:
         return self.cols // self.pack
 
+    @property
+    def rot_ring(self) -> tuple[int, int]:
+        """Rotary's (RD, RB): an element's partner is at most RD words away (dh/2
+        elements), so the ring holds the word out and RD words either side (elements)."""
+        rd = -(-self.rot_dh // 2 // self.sfu_lanes)
+        return rd, (2 * rd + 1) * self.sfu_lanes
+
 
 def weight_names(k: KernelSpec) -> list[str]:
     """accel's weight arguments: one per weight port (the DRAM image split by columns)."""
@@ -131,10 +138,9 @@ def _constants(k: KernelSpec) -> str:
                  f"TyC = {_ty(k.acc_bits)}  # accumulator ({k.acc_bits} bits)\n")
     qmax = 0 if k.fp32 else 2 ** (k.a_bits - 1) - 1
     codes = "\n".join(f"{n.upper()} = {c}" for n, c in SFU_CODES.items())
-    rd = -(-k.rot_dh // 2 // k.sfu_lanes)  # words from an element to its partner, at most
     ring = "" if "rotary" not in k.fns else (
-        f"RD, RB = {rd}, {(2 * rd + 1) * k.sfu_lanes}  # rotary: output delay (words); "
-        "its ring (elements: a word, and RD words either side)\n")
+        "RD, RB = {}, {}  # rotary: output delay (words); its ring (elements)\n"
+        .format(*k.rot_ring))
     return f'''
 import allo
 from allo.ir.types import Int, float32, index, int8, int16, int32, int64  # noqa: F401

@@ -30,7 +30,7 @@ from dlmsim.lower.design import (
     warnings_for,
 )
 from dlmsim.lower.emulate import Machine
-from dlmsim.lower.kernel import DESC, SFU_CODES, kernel_text, weight_names
+from dlmsim.lower.kernel import DESC, SFU_CODES, VEC_FNS, kernel_text, weight_names
 from dlmsim.lower.manifest import MANIFEST_VERSION, write_manifest
 from dlmsim.lower.program import Program, build_program, lowered_arch, read_tensor
 
@@ -237,12 +237,15 @@ def llvm_bytes(k, instrs: list[dict]) -> int:
 
 def _on_chip_bytes(k) -> dict[str, int]:
     """Bytes of the kernel's on-chip buffers (FIFOs not counted): the tile buffer (A tile,
-    weight panel, accumulators), the DMA staging and the SFU's row buffers."""
+    weight panel, accumulators), the DMA staging, the SFU's parameter vectors (two of
+    v_max floats) and rotary's ring (kernel.py)."""
     ab = 4 if k.fp32 else max(1, int(k.a_bits) // 8)
     wb = 4 if k.fp32 else (k.pack * int(k.w_bits) + 7) // 8
+    vec = 2 * k.v_max if set(VEC_FNS) & set(k.fns) else 0
+    ring = k.rot_ring[1] if "rotary" in k.fns else 0
     return {"abuf": k.mt_max * k.k_max * ab, "wpan": k.wpan_words * wb,
             "acc": k.passes_max * k.rows * k.cols * 4, "bt": k.bt_rows * k.bt_cols * ab,
-            "sfu_rows": 3 * k.n_max * 4}
+            "sfu": 4 * (vec + ring)}
 
 
 def _header(arch, trace, scope, m) -> str:
