@@ -184,8 +184,8 @@ class Machine:
             dd = cols % dh
             partner = np.where(dd < half, cols + half, cols - half)
             rh = np.where(dd < half, -x[:, partner], x[:, partner])
-            cos = prm[d["p0"] + lq[:, None] * dh + dd]
-            sin = prm[d["p1"] + lq[:, None] * dh + dd]
+            cos = prm[d["p0"] + lq[:, None] * half + dd % half]  # the tables' first halves
+            sin = prm[d["p1"] + lq[:, None] * half + dd % half]
             z = x * cos + rh * sin
         else:  # pragma: no cover - SFU_CODES and this chain list the same functions
             raise ValueError(fn)

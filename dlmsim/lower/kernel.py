@@ -830,7 +830,8 @@ def sfu_b(op: int32, M: int32, N: int32, dh: int32, xa_s: float32[L, XS],
         "add": ["z = x + x1"],
         "gated": ["z = x + vb0[bq * prs + j] * x1"],
         "modulate": ["z = x * (1.0 + vb0[bq * prs + j]) + vb1[bq * prs + j]"],
-        "rotary": ["z = x * vb0[lq * dh + j % dh] + x1 * vb1[lq * dh + j % dh]"],
+        "rotary": ["z = x * vb0[lq * (dh // 2) + j % (dh // 2)]"
+                   " + x1 * vb1[lq * (dh // 2) + j % (dh // 2)]"],
     }
     chain = []
     for i, f in enumerate(x for x in SFU_CODES if x in fns):
@@ -847,10 +848,10 @@ def sfu_b(op: int32, M: int32, N: int32, dh: int32, xa_s: float32[L, XS],
     vec = [f for f in VEC_FNS if f in fns]
     pre = [] if not vec else [
         "vb0: float32[VMAX]", "vb1: float32[VMAX]",
-        "vl: int32 = N  # the span read: a row (norms), a row per batch, a table (rotary)",
+        "vl: int32 = N  # the span read: a row (norms), a row per batch, half tables (rotary)",
         *(["if op == GATED or op == MODULATE:", "    vl = (M // seq - 1) * prs + N"]
           if {"gated", "modulate"} & fns else []),
-        *(["if op == ROTARY:", "    vl = seq * dh"] if "rotary" in fns else []),
+        *(["if op == ROTARY:", "    vl = seq * (dh // 2)"] if "rotary" in fns else []),
         f"if {' or '.join(f'op == {f.upper()}' for f in vec)}:",
         '    for u in range((vl + WP - 1) // WP, name="vectors", pipeline=True):',
         "        for e in range(WP):", "            iv: int32 = u * WP + e",

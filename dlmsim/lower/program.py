@@ -203,6 +203,20 @@ class _Builder:
             self.prm_at[key] = self.prm_add(np.asarray(src, np.float32))
         return self.prm_at[key]
 
+    def half_table(self, op: Op, t, dh: int) -> int:
+        """A rotary table [L, dh] in `prm` as its first halves [L, dh/2]: rotate-half pairs
+        element d with d + dh/2 at one angle (functional.rotary_tables), so the halves are
+        equal and sfu_c reads half the bytes."""
+        key = "prm-half:" + t.name
+        if key not in self.prm_at:
+            src = self.weights.get(t.name)
+            v = np.asarray(self.env[t.name] if src is None else src, np.float32).reshape(-1, dh)
+            if not np.array_equal(v[:, :dh // 2], v[:, dh // 2:]):
+                raise InputError(f"op {op.name}: rotary table {t.name} has halves that "
+                                 "differ (not rotate-half's repeated angles): no lowering")
+            self.prm_at[key] = self.prm_add(v[:, :dh // 2])
+        return self.prm_at[key]
+
     def out(self, t, place: Place) -> Place:
         v = self.env[t.name]
         self.set_scale(place, float(np.abs(v).max()) if v.size else 0.0)
@@ -424,7 +438,7 @@ class _Builder:
         rot = str(op.attr("rotate", "qk" if len(outs) > 1 else "q"))
         b, h, seq, dh = outs[0].shape
         d = h * dh
-        p0, p1 = self.vector(cos_t), self.vector(sin_t)
+        p0, p1 = self.half_table(op, cos_t, dh), self.half_table(op, sin_t, dh)
         for i, t in enumerate(outs):
             if i >= len(rot):  # not rotated: a view of its columns of x
                 self.places[t.name] = Place(base=x.base, rows=x.rows, cols=d, rs=x.rs,
@@ -486,7 +500,7 @@ def _vector_span(d: dict) -> int:
         return d["N"]
     if fn in ("gated", "modulate"):
         return (d["M"] // d["seq"] - 1) * d["prs"] + d["N"]
-    return d["seq"] * d["dh"] if fn == "rotary" else 1
+    return d["seq"] * (d["dh"] // 2) if fn == "rotary" else 1
 
 
 def _beats(k: int, we: int) -> int:
