@@ -244,7 +244,8 @@ def test_weight_ports_carry_the_arrays_words_a_cycle():
     of 512: 1; fp32-u280: 8 x 32 = 256 of 512: 1; w4a8-kv260: 16 x 8 = 128: 1. A 2-port
     int8-zcu102 takes 2 (the most it has). Each weight port's image is its columns of every
     CP-word row; the bundles: a weight port each (prm with the first), then act_in and act
-    on their own where ports remain."""
+    on their own where ports remain, the second A port (act_in2) on the bundle after
+    act_in's."""
     from dlmsim.lower.lowering import memory_ports
     from dlmsim.lower.program import pack_of, weight_ports
 
@@ -255,11 +256,13 @@ def test_weight_ports_carry_the_arrays_words_a_cycle():
                    "int8-u280": 1, "fp32-u280": 1, "w4a8-kv260": 1}
     two = load_arch("int8-zcu102", **{"memory.ports": 2})
     assert weight_ports(two, 2) == 2
-    assert memory_ports(two, ["wts0", "wts1"]) == {"gmem0": ["wts0", "prm", "act_in"],
-                                                   "gmem1": ["wts1", "act"]}
-    assert memory_ports(load_arch("sda-style-2048-zcu102"), ["wts0", "wts1"]) == {
-        "gmem0": ["wts0", "prm"], "gmem1": ["wts1"], "gmem2": ["act_in"], "gmem3": ["act"]}
-    assert memory_ports(load_arch("fp32-u280"), ["wts"]) == {
+    assert memory_ports(two, ["wts0", "wts1"], ["act_in", "act_in2"]) == {
+        "gmem0": ["wts0", "prm", "act_in"], "gmem1": ["wts1", "act", "act_in2"]}
+    assert memory_ports(load_arch("sda-style-2048-zcu102"), ["wts0", "wts1"],
+                        ["act_in", "act_in2"]) == {
+        "gmem0": ["wts0", "prm"], "gmem1": ["wts1"], "gmem2": ["act_in"],
+        "gmem3": ["act", "act_in2"]}
+    assert memory_ports(load_arch("fp32-u280"), ["wts"], ["act_in"]) == {
         "gmem0": ["wts", "prm", "act_in", "act"]}
 
 

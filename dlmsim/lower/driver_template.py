@@ -88,6 +88,7 @@ def _llvm_temporal():
     mod = allo.customize(getattr(k, TOP)).build()
     build_s = time.time() - t0
     wts, prm = _weight_ports(vec["wts"]), vec["prm"]
+    aports = PROGRAM["spec"]["aports"]  # act_in (and act_in2): the same DRAM buffer as act
     ref = vec["act"].copy()  # the emulator's state before each op
     chain = vec["act"].copy()  # the Allo build's own state, op after op
     out = {"build_seconds": build_s, "ops": []}
@@ -98,9 +99,9 @@ def _llvm_temporal():
         exp = vec[f"out.{i}"]
         t = time.time()
         dut = ref.copy()
-        mod(*wts, prm, dut, *desc, dut)
+        mod(*wts, prm, *[dut] * aports, *desc, dut)
         ok, worst, off = _compare(dut[lo:hi], exp, x["kind"])
-        mod(*wts, prm, chain, *desc, chain)
+        mod(*wts, prm, *[chain] * aports, *desc, chain)
         ref[lo:hi] = exp
         out["ops"].append({"op": x["op"], "kind": x["kind"], "ok": ok, "worst": worst,
                            "fraction_off": off, "seconds": time.time() - t})

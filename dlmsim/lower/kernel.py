@@ -87,6 +87,7 @@ class KernelSpec:
     v_max: int = 1  # longest parameter vector of an SFU op (sfu_c reads it first)
     wp: int = 1  # prm floats per port beat
     wports: int = 1  # weight ports: CP / wports words of a weight row through each
+    aports: int = 1  # A ports: 2 loads a GEMM's A rows in pairs through two bundles
 
     @property
     def fp32(self) -> bool:
@@ -107,6 +108,11 @@ class KernelSpec:
 def weight_names(k: KernelSpec) -> list[str]:
     """accel's weight arguments: one per weight port (the DRAM image split by columns)."""
     return ["wts"] if k.wports == 1 else [f"wts{q}" for q in range(k.wports)]
+
+
+def act_reads(k: KernelSpec) -> list[str]:
+    """accel's activation read arguments: `act_in`, and `act_in2` for a second A port."""
+    return ["act_in", "act_in2"][:k.aports]
 
 
 def weight_params(k: KernelSpec) -> str:
@@ -155,6 +161,7 @@ QMAX = {qmax}.0  # largest activation code
 L = {k.sfu_lanes}  # SFU elements per cycle
 WE = {k.we}  # elements per memory port beat
 WPORTS = {k.wports}  # weight ports (m_axi bundles): each streams CPQ words of a row
+APORTS = {k.aports}  # A ports: the A rows of a GEMM are read APORTS at a time
 CPQ = {k.pe_cols // k.wports}
 {types}
 # ---- what the program needs (static sizes in HLS)
@@ -285,26 +292,34 @@ def _requant(k: KernelSpec, var: str) -> list[str]:
 # loop variable (a loop-nest estimate resolves every branch).
 
 
-def _a_load(tag: str, rows: str, row0: str) -> list[str]:
+def _a_load(k: KernelSpec, tag: str, rows: str, row0: str) -> list[str]:
     """fetch_a: `rows` rows of A from DRAM into the tile buffer in port beats, one
-    pipelined loop over rows x beats (one burst stream: the memory latency once)."""
+    pipelined loop over rows x beats (one burst stream: the memory latency once); with two
+    A ports a row pair a time, the even row through `act`, the odd one through `act2`."""
     r, kk = f"lr{tag}", f"lk{tag}"
+    pair = k.aports == 2
+    reads = []
+    for i, src in enumerate(["act", "act2"] if pair else ["act"]):
+        rr = f"{r} + {i}" if pair else r
+        reads += [f"        if row{tag} + {i} < M and kq{tag} < K:",
+                  (f"            abuf[{rr}, kq{tag}] = {src}[base + (row{tag} + {i}) * a_rs"
+                   f" + kq{tag}]"),
+                  "        else:", f"            abuf[{rr}, kq{tag}] = 0"]
     return [f"{r}: int32 = 0", f"{kk}: int32 = 0",
-            f'for t{tag} in range({rows} * kw, name="burst", pipeline=True):',
+            f'for t{tag} in range({rows} // APORTS * kw, name="burst", pipeline=True):',
             f"    row{tag}: int32 = {row0} + {r}",
             f"    for e{tag} in range(WE):",
             f"        kq{tag}: int32 = {kk} * WE + e{tag}",
-            f"        if row{tag} < M and kq{tag} < K:",
-            f"            abuf[{r}, kq{tag}] = act[base + row{tag} * a_rs + kq{tag}]",
-            "        else:", f"            abuf[{r}, kq{tag}] = 0",
+            *reads,
             f"    {kk} += 1", f"    if {kk} == kw:", f"        {kk} = 0",
-            f"        {r} += 1"]
+            f"        {r} += APORTS"]
 
 
 def _fetch_a(k: KernelSpec) -> str:
+    a_params = "".join(f"{x}: TyA[NACT], " for x in ["act", "act2"][:k.aports])
     return f'''
 
-def fetch_a(act: TyA[NACT], op: int32, M: int32, K: int32, N: int32, Z: int32, H: int32,
+def fetch_a({a_params}op: int32, M: int32, K: int32, N: int32, Z: int32, H: int32,
             order: int32, nout: int32, nin: int32, mtr: int32, pw: int32, passes: int32,
             a0: int32, a_zb: int32, a_zh: int32, a_rs: int32, a_s: TyA[R, TK],
             x0_s: TyA[L, XS]):
@@ -323,9 +338,9 @@ def fetch_a(act: TyA[NACT], op: int32, M: int32, K: int32, N: int32, Z: int32, H
             base: int32 = a0 + (z // H) * a_zb + (z % H) * a_zh
             for o in range(nout):
                 if order == 1:
-{_indent(_a_load("g", "mtr", "o * mtr"), 20)}                for i in range(nin):
+{_indent(_a_load(k, "g", "mtr", "o * mtr"), 20)}                for i in range(nin):
                     if order == 0:
-{_indent(_a_load("b", "R", "i * R"), 24)}                    k: int32 = 0
+{_indent(_a_load(k, "b", "R", "i * R"), 24)}                    k: int32 = 0
                     rb: int32 = 0
                     it: int32 = 0
                     for t in range(nrb * ng * passes * K, name="feed", pipeline=True):
@@ -830,8 +845,8 @@ def sfu_b(op: int32, M: int32, N: int32, dh: int32, xa_s: float32[L, XS],
         "add": ["z = x + x1"],
         "gated": ["z = x + vb0[bq * prs + j] * x1"],
         "modulate": ["z = x * (1.0 + vb0[bq * prs + j]) + vb1[bq * prs + j]"],
-        "rotary": ["z = x * vb0[lq * (dh // 2) + j % (dh // 2)]"
-                   " + x1 * vb1[lq * (dh // 2) + j % (dh // 2)]"],
+        "rotary": [("z = x * vb0[lq * (dh // 2) + j % (dh // 2)]"
+                    " + x1 * vb1[lq * (dh // 2) + j % (dh // 2)]")],
     }
     chain = []
     for i, f in enumerate(x for x in SFU_CODES if x in fns):
@@ -902,13 +917,14 @@ def sfu_c(prm: float32[NPRM], op: int32, M: int32, N: int32, sy: int32, p0: int3
 
 def _accel(k: KernelSpec) -> str:
     args = ", ".join(f"{d}: int32" for d in DESC)
+    reads = ", ".join(f"{x}: TyA[NACT]" for x in act_reads(k))
     return f'''
 
-def accel({weight_params(k)}, prm: float32[NPRM], act_in: TyA[NACT], {args},
+def accel({weight_params(k)}, prm: float32[NPRM], {reads}, {args},
           act: TyA[NACT]):
     """One op of the program: the descriptor selects a GEMM (op == 0) or an SFU function.
-    `act_in` and `act` are the same DRAM buffer (read by the fetch engines, written by
-    `store`); weights and parameters stay in DRAM."""
+    `act_in` (and `act_in2`, the second A port) and `act` are the same DRAM buffer (read
+    by the fetch engines, written by `store`); weights and parameters stay in DRAM."""
     a_s: TyA[R, TK]
     b_s: TyW[CP, TK]
     y_s: TyA[C, YS]
@@ -921,10 +937,10 @@ def accel({weight_params(k)}, prm: float32[NPRM], act_in: TyA[NACT], {args},
     st_a: float32[2, SR]
     st_b: float32[2, SR]
     z_s: TyA[L, XS]
-    fetch_a(act_in, op, M, K, N, Z, H, order, nout, nin, mtr, pw, passes, a0, a_zb, a_zh,
+    fetch_a({", ".join(act_reads(k))}, op, M, K, N, Z, H, order, nout, nin, mtr, pw, passes, a0, a_zb, a_zh,
             a_rs, a_s, x0_s)
-    fetch_b({", ".join(weight_names(k))}, act_in, op, K, N, Z, H, order, nout, nin, mtr, pw, passes, b0, b_zb, b_zh,
-            b_rs, b_src, b_t, M, b_s, x1_s)
+    fetch_b({", ".join(weight_names(k))}, act_in, op, K, N, Z, H, order, nout, nin, mtr, pw,
+            passes, b0, b_zb, b_zh, b_rs, b_src, b_t, M, b_s, x1_s)
     array_unit(prm, op, M, K, N, Z, order, nout, nin, mtr, pw, passes, sa, sb, bstep, sy,
                bias, a_s, b_s, y_s)
     sfu_a(prm, op, M, N, sa, sb, pe, x0_s, x1_s, xa_s, xa1_s, st_a)

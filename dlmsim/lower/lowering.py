@@ -30,7 +30,14 @@ from dlmsim.lower.design import (
     warnings_for,
 )
 from dlmsim.lower.emulate import Machine
-from dlmsim.lower.kernel import DESC, SFU_CODES, VEC_FNS, kernel_text, weight_names
+from dlmsim.lower.kernel import (
+    DESC,
+    SFU_CODES,
+    VEC_FNS,
+    act_reads,
+    kernel_text,
+    weight_names,
+)
 from dlmsim.lower.manifest import MANIFEST_VERSION, write_manifest
 from dlmsim.lower.program import Program, build_program, lowered_arch, read_tensor
 
@@ -52,17 +59,21 @@ class Lowered:
     warnings: list[str]
 
 
-def memory_ports(arch: Accelerator, weights: list[str]) -> dict[str, list[str]]:
+def memory_ports(arch: Accelerator, weights: list[str], reads: list[str]) -> dict[str,
+                                                                            list[str]]:
     """m_axi bundles of the kernel's DRAM arguments, within the arch's port count: a bundle
     per weight port (the first also carries the parameters), then the activation reads and
     the activation writes on their own bundles where ports remain, else on the last weight
-    bundles (the estimate takes two processes on one bundle as not slowing each other)."""
+    bundles (the estimate takes two processes on one bundle as not slowing each other); a
+    second A port (`reads`[1]) on the bundle after the first's."""
     n, p = arch.memory.ports, len(weights)
     b: list[list[str]] = [[w] for w in weights] + [[] for _ in range(max(0, n - p))]
     b[0].append("prm")
     ia = p if n > p else max(0, n - 2)
-    b[ia].append("act_in")
+    b[ia].append(reads[0])
     b[min(ia + 1, n - 1) if n > p + 1 or n == p else ia].append("act")
+    for r in reads[1:]:
+        b[(ia + 1) % n].append(r)
     return {f"gmem{i}": x for i, x in enumerate(b) if x}
 
 
@@ -170,9 +181,10 @@ def lower(arch: Accelerator, trace, out_dir: str | Path, *, scope: str = "block"
                         "kind": "gemm" if d["op"] == 0 else
                         next(n for n, c in SFU_CODES.items() if c == d["op"]),
                         "desc": {f: int(d[f]) for f in DESC}} for d in prog.instrs],
-            "args": [*weight_names(k), "prm", "act_in", *DESC, "act"],
-            "pointers": [*weight_names(k), "prm", "act_in", "act"],
-            "ports": memory_ports(arch, weight_names(k)), "port_bits": arch.memory.port_bits,
+            "args": [*weight_names(k), "prm", *act_reads(k), *DESC, "act"],
+            "pointers": [*weight_names(k), "prm", *act_reads(k), "act"],
+            "ports": memory_ports(arch, weight_names(k), act_reads(k)),
+            "port_bits": arch.memory.port_bits,
             "output": {"tensor": out_t, "shape": list(ref.shape)},
             "places": {n: {"base": p.base, "rows": p.rows, "cols": p.cols, "rs": p.rs,
                            "col0": p.col0, "kind": p.kind, "scale": float(prog.prm[p.scale_at])}

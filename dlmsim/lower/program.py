@@ -428,7 +428,8 @@ class _Builder:
             rot_dh=mx(lambda d: d["dh"], [d for d in sfus if d["op"] == SFU_CODES["rotary"]],
                       0),
             v_max=mx(_vector_span, sfus), wp=max(1, k.memory.port_bits // 32),
-            wports=weight_ports(k, self.pack))
+            wports=weight_ports(k, self.pack),
+            aports=2 if k.memory.ports >= 2 and self.r % 2 == 0 else 1)
         return Program(spec, self.instrs, act, wts, prm, self.places, output, self.env)
 
     def rotary(self, op: Op) -> None:
