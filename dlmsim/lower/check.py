@@ -70,7 +70,9 @@ def check_lowered(out_dir: str | Path, arch: Accelerator) -> dict:
         total += cyc
     pred = m["prediction"]["cycles"]
     ratio = _latency_check(total, pred, fails)
-    return _report(kernel, desc, widths, fails, per_op, total, pred, ratio)
+    # the manifest's names of the top's pointers (kernel.cpp names them v<n>)
+    names = dict(zip([params[i]["name"] for i in pointers], p.get("pointers", [])))
+    return _report(kernel, desc, widths, fails, per_op, total, pred, ratio, names)
 
 
 def _latency_check(total: float, pred: float, fails: list[str]) -> float:
@@ -136,13 +138,14 @@ def _check_spatial(code: str, kernel: Path, m: dict, arch: Accelerator) -> dict:
     pred = m["prediction"]["cycles"]
     ratio = _latency_check(total, pred, fails)
     rep = _report(kernel, desc, widths, fails, [{"op": p["top"], "kind": "dataflow",
-                                                 "cycles": total}], total, pred, ratio)
+                                                 "cycles": total}], total, pred, ratio,
+                  dict(zip(params, p["top_args"])))
     rep["arrays"] = {k: {"pe_rows": v["rows"], "pe_cols": v["cols"], "instances":
                          v["instances"]} for k, v in meshes.items()}
     return rep
 
 
-def _report(kernel, desc, widths, fails, per_op, total, pred, ratio) -> dict:
+def _report(kernel, desc, widths, fails, per_op, total, pred, ratio, names=None) -> dict:
     mesh = desc["meshes"][0] if desc["meshes"] else None
     region = next((r for r in desc["dataflow"] if r["region"] == desc["top"]), None)
     return {
@@ -153,7 +156,8 @@ def _report(kernel, desc, widths, fails, per_op, total, pred, ratio) -> dict:
         "meshes": len(desc["meshes"]),
         "dataflow": None if region is None else {
             "processes": region["processes"], "streams": len(region["streams"])},
-        "m_axi": {b: {"ports": [q["port"] for q in desc["m_axi"]["ports"]
+        "m_axi": {b: {"ports": [(names or {}).get(q["port"], q["port"])
+                                for q in desc["m_axi"]["ports"]
                                 if q["bundle"] == b], "bits": widths.get(b)}
                   for b in desc["m_axi"]["bundles"]},
         "on_chip_bytes": desc["storage"]["bytes"],
