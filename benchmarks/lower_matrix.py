@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -34,14 +36,26 @@ WRAP = ("import resource, subprocess, sys; r = subprocess.run([sys.argv[1], 'run
         " sys.exit(r.returncode)")
 
 
+TIMEOUT = 3600  # s a step may take (int8-u280's vhls: about 22 min on a busy 2-core machine)
+
+
 def step(python: str, d: Path, name: str) -> dict:
+    """`run.py name` in its own process group, killed whole after TIMEOUT (a crash inside
+    Allo's LLVM can leave its symbolizer waiting forever)."""
     t = time.time()
-    r = subprocess.run([sys.executable, "-c", WRAP, python, name], cwd=d, capture_output=True,
-                       text=True, check=False)
-    (d / f"{name}.log").write_text(r.stdout + r.stderr)
-    peak = next((int(x.split()[1]) for x in r.stdout.splitlines() if x.startswith("PEAK")), 0)
+    p = subprocess.Popen([sys.executable, "-c", WRAP, python, name], cwd=d, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        err += f"\ntimed out after {TIMEOUT} s\n"
+    (d / f"{name}.log").write_text(out + err)
+    peak = next((int(x.split()[1]) for x in out.splitlines() if x.startswith("PEAK")), 0)
     res = d / "results" / f"{name}.json"
-    ok = r.returncode == 0 and res.is_file() and json.loads(res.read_text()).get("ok")
+    ok = p.returncode == 0 and res.is_file() and json.loads(res.read_text()).get("ok")
     return {"ok": bool(ok), "s": time.time() - t, "peak_mib": peak / 1024}
 
 
