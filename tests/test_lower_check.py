@@ -74,3 +74,27 @@ def test_without_the_vitis_project_it_says_what_to_run(tmp_path):
     (d / "hls_project" / "kernel.cpp").unlink()
     with pytest.raises(InputError, match="run.py vhls"):
         check_lowered(d, load_arch("int8-zcu102", **ARCH))
+
+
+def test_every_pipelined_loop_meets_its_ii_through_the_ports():
+    """The emitted kernel moves at most one beat a cycle through each m_axi bundle in the
+    pipelined loops of every op (latency.py's rate rule) on the fixture's 128-bit ports:
+    e.g. the 4 x 4 array's CP = 2 weight words (4 B) a cycle. The one exception is by design:
+    sfu_c reads an op's two parameter vectors (modulate's scale and shift, rotary's cos and
+    sin) a beat of each a cycle through prm's one bundle: II 2. A per-element read of a
+    parameter in the word loop (L = 16 floats, 64 B, a cycle) would make that loop 4."""
+    import json
+
+    from dlmsim.lower import latency
+
+    m = json.loads((FIX / "manifest.json").read_text())["program"]
+    code = (FIX / "hls_project" / "kernel.cpp").read_text()
+    params = latency.parameters(code, m["top"])
+    scalars = [i for i, x in enumerate(params) if x["kind"] == "scalar"]
+    slow = set()
+    for x in m["instrs"]:
+        vals = {pos: x["desc"][f] for pos, f in zip(scalars, m["desc_fields"])}
+        _, b = latency.estimate(code, m["top"], vals, axi_latency_cycles=60)
+        slow |= {(x["kind"], r["function"], r["port_ii"]) for r in b["loops"]
+                 if (r["port_ii"] or 1) > 1}
+    assert slow == {("modulate", "sfu_c", 2), ("rotary", "sfu_c", 2)}

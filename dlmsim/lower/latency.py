@@ -125,7 +125,8 @@ def estimate(cpp, top: str | None = None, scalars: dict | None = None, *,
              axi_latency_cycles: float = 0.0, op_cycles: dict | None = None,
              auto_pipeline: int | None = 64) -> tuple[float, dict]:
     """Cycles of one call of `top` (default: the function Allo marks as top) and a
-    breakdown: {"top": cycles, "functions": {name: cycles per call}, "loops": [...],
+    breakdown: {"top": cycles, "functions": {name: cycles per call}, "loops": [...] (each
+    with its trip, kind, II, and port_ii: the least II its m_axi traffic allows),
     "dataflow": [...]}. `scalars` gives the top's scalar arguments by C++ name or
     position; `auto_pipeline` is Vitis HLS's automatic pipelining threshold (None: off).
     See the module docstring for the rules."""
@@ -282,6 +283,7 @@ class _Model:
         inner.env[loop.var] = lo + max(n - 1, 0) * loop.step / 2.0  # its mean: nested bounds
         inner.approx.add(loop.var)
         ii, unroll = loop.ii, loop.unroll
+        port_ii = None  # the least II the m_axi rate allows (pipelined loops)
         auto = ii is None and unroll is None and not loop.dataflow and not ctx.pipelined \
             and self.auto is not None and self.auto_pipelined(loop, inner.env)
         if auto:
@@ -299,7 +301,8 @@ class _Model:
             depth, first = self.body(inner, loop)
             depth = max(1.0, depth)
             ii_used = max(ii, self.costs["fadd"]) if _float_carried(ctx.fn, loop) else ii
-            ii_used = max(ii_used, self.port_ii(inner, loop))
+            port_ii = self.port_ii(inner, loop)
+            ii_used = max(ii_used, port_ii)
             iters = -(-n // unroll) if unroll else n
             lat = (max(iters - 1, 0) * ii_used + depth) if iters else 0.0
             if self.touches_axi(ctx, loop):
@@ -314,7 +317,8 @@ class _Model:
             lat, ii_used, kind = iters * (body + 1), None, "sequential"
             first = first + 1
         self.loops.append({"function": ctx.fn.name, "loop": loop.name, "line": loop.line,
-                           "trip": n, "kind": kind, "ii": ii_used, "cycles": lat})
+                           "trip": n, "kind": kind, "ii": ii_used, "port_ii": port_ii,
+                           "cycles": lat})
         return lat, min(first, lat) if lat else 0.0
 
     def auto_pipelined(self, loop: Loop, env: dict) -> bool:
