@@ -357,13 +357,12 @@ class _Model:
             for key, b in d.items():
                 out[key] = out.get(key, 0.0) + k * b
         for node in body:
-            if isinstance(node, Stmt) and node.op in ("load", "store"):
+            if isinstance(node, Stmt):
                 name = node.src if node.op == "load" else node.target
-                if name in ports:
+                if node.op in ("load", "store") and name in ports:
                     bits = ctx.fn.vars[name].type.bits
                     add({(ports[name][0], "r" if node.op == "load" else "w"):
                          max(bits, 8) / 8})
-            if isinstance(node, Stmt):
                 if node.target is not None and node.op not in ("store", "write"):
                     self.bind(ctx, node)  # the conditions of the ifs below
             elif isinstance(node, Loop):

@@ -59,8 +59,8 @@ class Lowered:
     warnings: list[str]
 
 
-def memory_ports(arch: Accelerator, weights: list[str], reads: list[str]) -> dict[str,
-                                                                            list[str]]:
+def memory_ports(arch: Accelerator, weights: list[str],
+                 reads: list[str]) -> dict[str, list[str]]:
     """m_axi bundles of the kernel's DRAM arguments, within the arch's port count: a bundle
     per weight port (the first also carries the parameters), then the activation reads and
     the activation writes on their own bundles where ports remain, else on the last weight
