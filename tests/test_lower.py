@@ -200,6 +200,27 @@ def test_gemm_descriptor_on_a_hand_made_memory():
     assert act[32:44].reshape(3, 4).tolist() == exp.astype(int).tolist()
 
 
+def test_rotary_tables_are_stored_as_their_first_halves():
+    """Rotate-half pairs element d with d + dh/2 at one angle, so functional.rotary_tables
+    repeats each row's dh/2 angles: prm holds [L, dh/2] (half the floats sfu_c reads), and
+    a table whose halves differ is refused in one line naming the op."""
+    from types import SimpleNamespace
+
+    from dlmsim.errors import InputError
+    from dlmsim.functional import rotary_tables
+    from dlmsim.lower.program import _Builder
+
+    b = _Builder(lowered_arch(load_arch("int8-zcu102")), None, [])
+    cos, _ = rotary_tables(4, 8, 1e4)
+    b.weights, b.env = {}, {"rotary.cos": cos, "odd": np.arange(32.0).reshape(4, 8)}
+    op = SimpleNamespace(name="blocks.0.rotary_q")
+    at = b.half_table(op, SimpleNamespace(name="rotary.cos"), 8)
+    assert np.array_equal(np.asarray(b.prm[at:at + 16], np.float32).reshape(4, 4),
+                          cos[:, :4].astype(np.float32)) and len(b.prm) == at + 16
+    with pytest.raises(InputError, match="op blocks.0.rotary_q: rotary table odd has halves"):
+        b.half_table(op, SimpleNamespace(name="odd"), 8)
+
+
 def test_two_pass_attention_on_a_4bit_weight_port():
     """An 8-bit activation b = 16 hi + lo (hi = b >> 4 signed, lo = b & 15) passes a 4-bit
     port as hi and lo - 8, so sum_k a_k b_k = 16 sum a hi + sum a (lo - 8) + 8 sum a: the
