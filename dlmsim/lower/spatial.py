@@ -412,10 +412,8 @@ class _Gen:
         else:
             inner = "\n".join([f"        for j in range({n}):"] +
                               [" " * 12 + ln for ln in body.splitlines()])
-        text = (f"def {fn}({', '.join(params)}):\n"
-                f'    """{op.name}: {op.fn} of {rows} rows of {n} on SFU {unit}."""\n')
-        text += _row_buffers(inner, n)
-        text += f"    for i in range({rows}):\n{inner}"
+        text = _sfu_def(fn, params, f"{op.name}: {op.fn} of {rows} rows of {n} on SFU {unit}.",
+                        rows, inner, _row_buffers(inner, n))
         self._proc(op, fn, [x.name for x in xs] + [v.name for v in vecs] + [y.name], [y.name],
                    text)
 
@@ -450,11 +448,9 @@ class _Gen:
         fn = f"sfu_{unit}"
         params = [f"X0: {_ty(x)}", f"C: {_ty(ct)}", f"S: {_ty(st)}"] + \
             [f"Y{k}: {_ty(y)}" for k, y in enumerate(ys)]
-        text = (f"def {fn}({', '.join(params)}):\n"
-                f'    """{op.name}: rotary (rotate-half) of {rot} over {h} heads of {dh}, '
-                f'the rest copied, on SFU {unit}."""\n'
-                f"    xr: {F32}[{len(outs) * d}]\n"
-                f"    for i in range({seq}):\n" + "\n".join(lines))
+        text = _sfu_def(fn, params, f"{op.name}: rotary (rotate-half) of {rot} over {h} heads "
+                        f"of {dh}, the rest copied, on SFU {unit}.", seq, "\n".join(lines),
+                        f"    xr: {F32}[{len(outs) * d}]\n")
         self._proc(op, fn, [x.name, ct.name, st.name] + [y.name for y in ys],
                    [y.name for y in ys], text)
 
@@ -473,6 +469,13 @@ def _panel(n: int, k: int, c: int, beat: int, tile_bytes: float | None) -> int:
         if n % p == 0 and p <= cap:
             best = p
     return best or c
+
+
+def _sfu_def(fn: str, params: list[str], doc: str, rows: int, inner: str, buffers: str) -> str:
+    """An SFU process's text: its buffers, then `inner` (indented for the row loop) for
+    each of `rows` rows."""
+    return (f"def {fn}({', '.join(params)}):\n    \"\"\"{doc}\"\"\"\n{buffers}"
+            f"    for i in range({rows}):\n{inner}")
 
 
 def _row_buffers(inner: str, n: int) -> str:
