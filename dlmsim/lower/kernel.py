@@ -270,6 +270,17 @@ def _indent(lines: list[str], n: int) -> str:
     return "".join(" " * n + ln + "\n" for ln in lines)
 
 
+def _sfu_rows(j: str, count: str, body: list[str]) -> str:
+    """The DMA of an SFU op's rows (fetch_a's X0, fetch_b's X1, store's results): M rows x
+    nw words in one pipelined stream (the memory latency once), L elements a word: `body`
+    for element `j` of row `row1`, then the stream index `count` steps."""
+    return _indent(["nw: int32 = (N + L - 1) // L", "row1: int32 = 0", "jj: int32 = 0",
+                    'for t1 in range(M * nw, name="row", pipeline=True):',
+                    "    for l in range(L):", f"        {j}: int32 = jj * L + l",
+                    *[f"        {x}" for x in body], f"    {count} += 1", "    jj += 1",
+                    "    if jj == nw:", "        jj = 0", "        row1 += 1"], 8)
+
+
 def _requant(k: KernelSpec, var: str) -> list[str]:
     """Lines that round float `var` half away from zero and clamp to the code range."""
     if k.fp32:
@@ -355,22 +366,8 @@ def fetch_a({a_params}op: int32, M: int32, K: int32, N: int32, Z: int32, H: int3
                                 it = 0
                                 rb += 1
     else:
-        nw: int32 = (N + L - 1) // L
-        row1: int32 = 0
-        jj: int32 = 0
-        for t1 in range(M * nw, name="row", pipeline=True):
-            for l in range(L):
-                j: int32 = jj * L + l
-                if j < N:
-                    x0_s[l, ix] = act[a0 + row1 * a_rs + j]
-                else:
-                    x0_s[l, ix] = 0
-            ix += 1
-            jj += 1
-            if jj == nw:
-                jj = 0
-                row1 += 1
-'''
+{_sfu_rows("j", "ix", ["if j < N:", "    x0_s[l, ix] = act[a0 + row1 * a_rs + j]",
+                             "else:", "    x0_s[l, ix] = 0"])}'''
 
 
 def _b_first(k: KernelSpec, tag: str, pc: str) -> list[str]:
@@ -482,22 +479,8 @@ def fetch_b({weight_params(k)}, act: TyA[NACT], op: int32, K: int32, N: int32, Z
                     for i1 in range(nin):
 {_indent(_b_first(k, "i", "i1"), 24)}                        for rb in range(1, nrb):
 {_indent(_b_again("b"), 28)}    elif op == SWIGLU or op == ADD or op == GATED:
-        nw: int32 = (N + L - 1) // L
-        row1: int32 = 0
-        jj: int32 = 0
-        for t1 in range(M * nw, name="row", pipeline=True):
-            for l in range(L):
-                j1: int32 = jj * L + l
-                if j1 < N:
-                    x1_s[l, ix] = act[b0 + row1 * b_rs + j1]
-                else:
-                    x1_s[l, ix] = 0
-            ix += 1
-            jj += 1
-            if jj == nw:
-                jj = 0
-                row1 += 1
-'''
+{_sfu_rows("j1", "ix", ["if j1 < N:", "    x1_s[l, ix] = act[b0 + row1 * b_rs + j1]",
+                              "else:", "    x1_s[l, ix] = 0"])}'''
 
 
 def _array_unit(k: KernelSpec) -> str:
@@ -631,21 +614,8 @@ def store(act: TyA[NACT], op: int32, M: int32, N: int32, Z: int32, H: int32, ord
                                 g = 0
                                 rb += 1
     else:
-        nw: int32 = (N + L - 1) // L
-        row1: int32 = 0
-        jj: int32 = 0
-        for t1 in range(M * nw, name="row", pipeline=True):
-            for l in range(L):
-                j: int32 = jj * L + l
-                v1: TyA = z_s[l, iz]
-                if j < N:
-                    act[y0 + row1 * y_rs + j] = v1
-            iz += 1
-            jj += 1
-            if jj == nw:
-                jj = 0
-                row1 += 1
-"""
+""" + _sfu_rows("j", "iz", ["v1: TyA = z_s[l, iz]", "if j < N:",
+                              "    act[y0 + row1 * y_rs + j] = v1"])
 
 
 def tree(op: str, terms: list[str]) -> str:
