@@ -145,7 +145,8 @@ def _check_spatial(code: str, kernel: Path, m: dict, arch: Accelerator) -> dict:
     return rep
 
 
-def _report(kernel, desc, widths, fails, per_op, total, pred, ratio, names=None) -> dict:
+def _report(kernel, desc, widths, fails, per_op, total, pred, ratio, names) -> dict:
+    """The check's report; `names` gives the manifest's name of a kernel.cpp pointer."""
     mesh = desc["meshes"][0] if desc["meshes"] else None
     region = next((r for r in desc["dataflow"] if r["region"] == desc["top"]), None)
     return {
@@ -156,7 +157,7 @@ def _report(kernel, desc, widths, fails, per_op, total, pred, ratio, names=None)
         "meshes": len(desc["meshes"]),
         "dataflow": None if region is None else {
             "processes": region["processes"], "streams": len(region["streams"])},
-        "m_axi": {b: {"ports": [(names or {}).get(q["port"], q["port"])
+        "m_axi": {b: {"ports": [names.get(q["port"], q["port"])
                                 for q in desc["m_axi"]["ports"]
                                 if q["bundle"] == b], "bits": widths.get(b)}
                   for b in desc["m_axi"]["bundles"]},

@@ -115,6 +115,11 @@ def act_reads(k: KernelSpec) -> list[str]:
     return ["act_in", "act_in2"][:k.aports]
 
 
+def a_ports(k: KernelSpec) -> list[str]:
+    """fetch_a's names of the activation read arguments (accel's act_reads)."""
+    return ["act", "act2"][:k.aports]
+
+
 def weight_params(k: KernelSpec) -> str:
     return ", ".join(f"{w}: TyW[NWQ]" for w in weight_names(k))
 
@@ -310,7 +315,7 @@ def _a_load(k: KernelSpec, tag: str, rows: str, row0: str) -> list[str]:
     r, kk = f"lr{tag}", f"lk{tag}"
     pair = k.aports == 2
     reads = []
-    for i, src in enumerate(["act", "act2"] if pair else ["act"]):
+    for i, src in enumerate(a_ports(k)):
         rr = f"{r} + {i}" if pair else r
         reads += [f"        if row{tag} + {i} < M and kq{tag} < K:",
                   (f"            abuf[{rr}, kq{tag}] = {src}[base + (row{tag} + {i}) * a_rs"
@@ -327,7 +332,7 @@ def _a_load(k: KernelSpec, tag: str, rows: str, row0: str) -> list[str]:
 
 
 def _fetch_a(k: KernelSpec) -> str:
-    a_params = "".join(f"{x}: TyA[NACT], " for x in ["act", "act2"][:k.aports])
+    a_params = "".join(f"{x}: TyA[NACT], " for x in a_ports(k))
     return f'''
 
 def fetch_a({a_params}op: int32, M: int32, K: int32, N: int32, Z: int32, H: int32,

@@ -71,7 +71,7 @@ def memory_ports(arch: Accelerator, weights: list[str],
     b[0].append("prm")
     ia = p if n > p else max(0, n - 2)
     b[ia].append(reads[0])
-    b[min(ia + 1, n - 1) if n > p + 1 or n == p else ia].append("act")
+    b[ia if n == p + 1 else min(ia + 1, n - 1)].append("act")  # one port left: with act_in
     for r in reads[1:]:
         b[(ia + 1) % n].append(r)
     return {f"gmem{i}": x for i, x in enumerate(b) if x}
@@ -163,7 +163,7 @@ def lower(arch: Accelerator, trace, out_dir: str | Path, *, scope: str = "block"
     pred = predict(low, ops)
     lanes = k.sfu_lanes
     manifest = manifest_head(arch, trace, scope, ops, arch_source, workload_source,
-                       low.array.policy)
+                             low.array.policy)
     manifest.update({
         "program": {
             "kind": "temporal", "top": TOP, "kernels": "kernels.py", "driver": "run.py",

@@ -673,7 +673,7 @@ def lower_spatial(arch: Accelerator, trace: Trace, ops: list[Op], out_dir, *, sc
 
     prog = build_spatial(arch, trace, ops, seed)
     manifest = manifest_head(arch, trace, scope, ops, arch_source, workload_source,
-                       arch.array.policy)
+                             arch.array.policy)
     arrays = {f"t.{n}": (t.value.ravel() if t.flat else t.value).astype(np.float32)
               for n, t in prog.tensors.items()}
     regions = {u.name: u.region for u in arch.compute_units()}
