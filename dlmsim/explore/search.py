@@ -25,6 +25,8 @@
   waiting, a search fails RUNNING trials whose process on this machine is gone; RDB
   storages also fail trials whose heartbeat stopped (other machines); a RUNNING trial that
   never got an owner (killed while being sampled) is failed after `UNOWNED_S`.
+- Ctrl-C stops a worker at once inside a simulation, otherwise after the storage call it
+  lands in (`interrupts`): Optuna and SQLAlchemy cannot take a KeyboardInterrupt midway.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import pandas as pd
 
 from dlmsim.errors import InputError, reason
 from dlmsim.explore.evaluate import evaluate_point, jsonable, judge, objective_values
+from dlmsim.explore.interrupts import deferred
 from dlmsim.explore.spec import Categorical, FloatRange, IntRange, Problem
 from dlmsim.explore.storage import log, open_storage
 from dlmsim.explore.workers import alive, owner, run_processes
@@ -254,7 +257,8 @@ def worker(problem: Problem, url: str, study_name: str, trials: int, seed: int |
         row = known.lookup(pid, trial.number)
         repeat = row is not None
         if row is None:
-            row = jsonable(evaluate_point(problem, params))
+            with intr.interruptible():
+                row = jsonable(evaluate_point(problem, params))
             known.rows[pid] = row
         ok, reason, cons = judge(problem, row)
         values = objective_values(problem, row)
@@ -269,28 +273,30 @@ def worker(problem: Problem, url: str, study_name: str, trials: int, seed: int |
             raise Infeasible(reason or "no metrics")
         return values
 
-    ran, last_news, last_n = 0, time.monotonic(), -1
-    while True:
-        trials_now = study.get_trials(deepcopy=False)
-        n = sum(1 for t in trials_now if _done(t))
-        if n != last_n:
-            last_news, last_n = time.monotonic(), n
-            if callback:
-                callback(n)
-        if n >= trials:
-            return ran
-        running = sum(1 for t in trials_now if t.state == RUNNING and _live(t))
-        if n + running >= trials:  # the rest is being run elsewhere: wait for it
-            if time.monotonic() - last_news > WAIT_S:
-                log.warning("study %s: %d of %d trials finished; %d still running elsewhere "
-                            "after %d s without news", study_name, n, trials, running, WAIT_S)
+    with deferred() as intr:
+        ran, last_news, last_n = 0, time.monotonic(), -1
+        while True:
+            intr.check()
+            trials_now = study.get_trials(deepcopy=False)
+            n = sum(1 for t in trials_now if _done(t))
+            if n != last_n:
+                last_news, last_n = time.monotonic(), n
+                if callback:
+                    callback(n)
+            if n >= trials:
                 return ran
-            fail_dead_trials(study)
-            time.sleep(POLL_S)
-            continue
-        study.optimize(objective, n_trials=1, catch=(Infeasible, Surplus),
-                       gc_after_trial=False)
-        ran += 1
+            running = sum(1 for t in trials_now if t.state == RUNNING and _live(t))
+            if n + running >= trials:  # the rest is being run elsewhere: wait for it
+                if time.monotonic() - last_news > WAIT_S:
+                    log.warning("study %s: %d of %d trials finished; %d still running elsewhere "
+                                "after %d s without news", study_name, n, trials, running, WAIT_S)
+                    return ran
+                fail_dead_trials(study)
+                time.sleep(POLL_S)
+                continue
+            study.optimize(objective, n_trials=1, catch=(Infeasible, Surplus),
+                           gc_after_trial=False)
+            ran += 1
 
 
 def run_search(problem: Problem, out_dir: Path, trials: int, seed: int | None = 0,

@@ -29,6 +29,7 @@ from dlmsim.config import config_hash, write_atomic
 from dlmsim.errors import InputError
 from dlmsim.explore import claims
 from dlmsim.explore.evaluate import evaluate_point, jsonable, judge
+from dlmsim.explore.interrupts import deferred
 from dlmsim.explore.spec import Problem
 from dlmsim.explore.storage import is_journal
 from dlmsim.explore.workers import owner, run_processes
@@ -140,13 +141,15 @@ def sweep_worker(problem: Problem, url: str, key: str,
     me = owner()
     watch = claims.Watch()
     n = 0
-    with claims.heartbeat(engine, me):
+    with claims.heartbeat(engine, me), deferred() as intr:
         try:
             while True:
+                intr.check()
                 got = claims.claim(engine, key, me)
                 if got is not None:
                     idx, pid = got
-                    row = jsonable(evaluate_point(problem, problem.point(idx)))
+                    with intr.interruptible():
+                        row = jsonable(evaluate_point(problem, problem.point(idx)))
                     claims.finish(engine, pid, me, row)
                     n += 1
                     if on_done:
