@@ -588,3 +588,89 @@ def test_m_axi_rate_sets_the_ii():
     assert (loops(b, "top")["l_p"]["ii"], loops(b, "top")["l_p"]["cycles"]) == (3, 29)
     _, b = estimate(RATE, scalars={"v3": 1})
     assert (loops(b, "top")["l_p"]["ii"], loops(b, "top")["l_p"]["cycles"]) == (5, 49)
+
+
+SHARED = """
+void rd(
+  int8_t *v0,
+  int32_t v1,
+  hls::stream< int8_t > &v2 /* v2[64] */
+) {	// L1
+  bool v3 = v1 == 1;	// L2
+  bool v4 = v1 == 2;	// L3
+  bool v5 = v3 | v4;	// L4
+  if (v5) {	// L5
+    l_r: for (int i = 0; i < 64; i++) {	// L6
+    #pragma HLS pipeline II=1
+      l_e: for (int e = 0; e < 16; e++) {	// L7
+        int v6 = i * 16;	// L8
+        int v7 = v6 + e;	// L9
+        int8_t v8 = v0[v7];	// L10
+        v2.write(v8); // v2[i] = v8;	// L11
+      }
+    }
+  }
+}
+
+void sink(
+  hls::stream< int8_t > &v9 /* v9[64] */,
+  hls::stream< int8_t > &v10 /* v10[64] */,
+  int32_t v11,
+  int32_t v12
+) {	// L12
+  l_s: for (int j = 0; j < 64; j++) {	// L13
+  #pragma HLS pipeline II=1
+    l_f: for (int f = 0; f < 16; f++) {	// L14
+      bool v13 = v11 == 1;	// L15
+      if (v13) {	// L16
+        int8_t v14 = v9.read(); // v9[j];	// L17
+      }
+      bool v15 = v12 == 1;	// L18
+      if (v15) {	// L19
+        int8_t v16 = v10.read(); // v10[j];	// L20
+      }
+    }
+  }
+}
+
+/// This is top function.
+void top(
+  int8_t *v20,
+  int8_t *v21,
+  int32_t v22,
+  int32_t v23
+) {	// L21
+  #pragma HLS interface m_axi port=v20 offset=slave bundle=gmem0 max_widen_bitwidth=128
+  #pragma HLS interface m_axi port=v21 offset=slave bundle=BUNDLE max_widen_bitwidth=128
+  #pragma HLS dataflow
+  hls::stream< int8_t > s0 /* s0[64] */;	// L22
+  hls::stream< int8_t > s1 /* s1[64] */;	// L23
+  rd(v20, v22, s0);	// L24
+  rd(v21, v23, s1);	// L25
+  sink(s0, s1, v22, v23);	// L26
+}
+"""
+
+
+def test_processes_sharing_a_bundle_share_its_beats():
+    """Each rd reads 16 int8 an iteration (one 128-bit beat) for 64 iterations when its
+    flag (v22 or v23) is 1 or 2 (`c1 | c2` of two bools): alone, 63 x II 1 + depth 3 (load
+    2 + write 1; i * 16 is a shift) = 66 + 1 call = 67 cycles, first output F = 4. sink:
+    63 + depth 1 (a read) + 1 call = 65, F 2, starting at 4: the chain ends at max(4 + 65,
+    67 + 2) = 69 when the two rd read different bundles. Both on gmem0 at once: the bundle
+    moves 64 + 64 = 128 beats, so the region takes at least 128 cycles. With v23 = 0 the
+    second rd reads nothing: gmem0 moves 64 beats and the chain's 69 stands."""
+    one_bundle = SHARED.replace("BUNDLE", "gmem0")
+    cycles, b = estimate(one_bundle, scalars={"v22": 1, "v23": 2})
+    assert b["dataflow"][-1]["bundle_beats"] == {"gmem0 r": 128.0}
+    assert cycles == 128
+    assert estimate(SHARED.replace("BUNDLE", "gmem1"), scalars={"v22": 1, "v23": 2})[0] == 69
+    cycles, b = estimate(one_bundle, scalars={"v22": 1, "v23": 0})
+    assert b["dataflow"][-1]["bundle_beats"] == {"gmem0 r": 64.0} and cycles == 69
+
+
+def test_bitwise_operators_evaluate_on_whole_numbers():
+    """Allo joins conditions with `|` and `&` of bools; Python refuses them on floats."""
+    assert evaluate("a | b", {"a": 0.0, "b": 1.0}) == 1.0
+    assert evaluate("a & b", {"a": 1.0, "b": 0.0}) == 0.0
+    assert evaluate("a | b", {"a": 0.5, "b": 1.0}) is None  # not a whole number

@@ -725,13 +725,22 @@ def _compile(expr: str):
 
 def evaluate(expr: str, env: dict[str, float]) -> float | None:
     """The value of a C integer expression of names in `env` (None when a name is unknown
-    or the expression is outside +, -, *, /, %, comparisons, &&, ||, !, min, max, ?:)."""
+    or the expression is outside +, -, *, /, %, comparisons, &&, ||, !, the bitwise
+    operators on whole numbers, min, max, ?:)."""
     code = _compile(expr)
     if code is None:
         return None
+    glob = {"__builtins__": {}, "min": min, "max": max}
     try:
-        v = eval(code, {"__builtins__": {}, "min": min, "max": max}, env)
-    except (NameError, ZeroDivisionError, TypeError):
+        v = eval(code, glob, env)
+    except TypeError:  # a bitwise operator (`c0 | c1` of two bools): on whole numbers
+        ints = {k: int(x) if isinstance(x, float) and x.is_integer() else x
+                for k, x in env.items()}
+        try:
+            v = eval(code, glob, ints)
+        except (NameError, ZeroDivisionError, TypeError):
+            return None
+    except (NameError, ZeroDivisionError):
         return None
     return float(v) if isinstance(v, (int, float, bool)) else None
 

@@ -51,15 +51,20 @@ schedule, with no Vitis HLS run; the rules:
   resolved as above, else its busier branch) runs at II >= ceil(8 B / W) (UG1399: a
   pipelined loop's accesses to one m_axi port share its one read and one write channel).
   Reads and writes are counted apart (AXI's read and write channels are independent).
+- A bundle shared by the processes of a dataflow region still moves one beat a cycle
+  each way: the region takes at least the beats all its processes move through its
+  busiest bundle channel (`bundle_beats` in the breakdown), and a dataflow loop's
+  iteration interval at least that per iteration.
 
 Ignored (so the estimate can be optimistic): memory port conflicts (two accesses to one
 unpartitioned BRAM in one cycle: the II the pragma asks for is taken as met), II
 violations other than float accumulation and m_axi rate (array-carried dependences,
-resource limits), two processes sharing a bundle at once, burst lengths beyond the
-per-burst latency (a loop's accesses are taken as widened into whole beats), DRAM's own
-bandwidth (the bundle's beat per cycle is taken as met), FIFO depth stalls
-(streams are taken as deep enough), the overlap of successive calls of a dataflow
-function, and any operator latency change with the clock.
+resource limits), when within a region the processes on one bundle move their beats (only
+their sum is held to the region's length), burst lengths beyond the per-burst latency (a
+loop's accesses are taken as widened into whole beats), DRAM's own bandwidth (the
+bundle's beat per cycle is taken as met), FIFO depth stalls (streams are taken as deep
+enough), the overlap of successive calls of a dataflow function, and any operator latency
+change with the clock.
 """
 
 from __future__ import annotations
@@ -245,8 +250,18 @@ class _Model:
         callee = self.prog.functions.get(node.callee)
         if callee is None:  # an external function (not defined in the C++): one cycle
             return 1.0, 1.0
+        env, approx, ports = self.call_args(ctx, node, callee, self.axi.get(ctx.fn.name, {}))
+        prev = self.axi.get(callee.name)
+        self.axi[callee.name] = ports
+        lat, first = self._function(callee, env, frozenset(approx))
+        if prev is not None:
+            self.axi[callee.name] = prev
+        return CALL_CYCLES + lat, CALL_CYCLES + first
+
+    def call_args(self, ctx: _Ctx, node: Call, callee: Function, caller_ports: dict):
+        """The callee's scalar values, which of them are approximate (loop means), and its
+        m_axi parameters (name -> the caller's (bundle, bits)) for the call `node`."""
         env, approx, ports = {}, set(), {}
-        caller_ports = self.axi.get(ctx.fn.name, {})
         for p, arg in zip(callee.params, node.args):
             if p.is_array or p.stream:
                 ch = resolve(ctx.fn, arg)
@@ -258,12 +273,7 @@ class _Model:
                 env[p.name] = v
                 if self.is_approx(ctx, arg):
                     approx.add(p.name)
-        prev = self.axi.get(callee.name)
-        self.axi[callee.name] = ports
-        lat, first = self._function(callee, env, frozenset(approx))
-        if prev is not None:
-            self.axi[callee.name] = prev
-        return CALL_CYCLES + lat, CALL_CYCLES + first
+        return env, approx, ports
 
     # ---------------------------------------------------------------------- loops
     def loop(self, ctx: _Ctx, loop: Loop) -> tuple[float, float]:
@@ -344,13 +354,12 @@ class _Model:
         ii = 1
         own = _Ctx(ctx.fn, dict(ctx.env), set(ctx.approx), True)
         for (bundle, _), b in self.port_bytes(own, loop.body, ports).items():
-            bits = max(w for bd, w in ports.values() if bd == bundle) or \
-                min(ctx.fn.vars[n].type.bits for n, (bd, _) in ports.items() if bd == bundle)
-            ii = max(ii, math.ceil(8 * b / max(bits, 1) - 1e-9))
+            ii = max(ii, math.ceil(8 * b / _beat_bits(ctx.fn, ports, bundle) - 1e-9))
         return ii
 
     def port_bytes(self, ctx: _Ctx, body: list, ports: dict) -> dict:
-        """{(bundle, "r" or "w"): bytes} one pass of `body` moves through m_axi ports."""
+        """{(bundle, "r" or "w"): bytes} one pass of `body` moves through m_axi ports (its
+        loops and the functions it calls included)."""
         out: dict[tuple[str, str], float] = {}
 
         def add(d, k=1.0):
@@ -366,7 +375,19 @@ class _Model:
                 if node.target is not None and node.op not in ("store", "write"):
                     self.bind(ctx, node)  # the conditions of the ifs below
             elif isinstance(node, Loop):
-                add(self.port_bytes(ctx, node.body, ports), trip(node, ctx.env) or 1)
+                n = trip(node, ctx.env)
+                inner = _Ctx(ctx.fn, dict(ctx.env), set(ctx.approx), ctx.pipelined)
+                inner.env[node.var] = (evaluate(node.lo, ctx.env) or 0.0) + \
+                    max((n or 1) - 1, 0) * node.step / 2.0  # its mean, as loop() takes it
+                inner.approx.add(node.var)
+                add(self.port_bytes(inner, node.body, ports), n or 1)
+            elif isinstance(node, Call):
+                callee = self.prog.functions.get(node.callee)
+                if callee is not None:
+                    env, approx, cports = self.call_args(ctx, node, callee, ports)
+                    if cports:
+                        add(self.port_bytes(_Ctx(callee, env, approx, ctx.pipelined),
+                                            callee.body, cports))
             elif isinstance(node, If):
                 cond = self.value(ctx, node.cond)
                 if cond is not None:
@@ -427,9 +448,26 @@ class _Model:
                 else:
                     exact.setdefault(ch, []).append((i, ch))
         slowest = max((r["latency"] for r in rows), default=0.0)
+        beats = self.bundle_beats(ctx, procs)
+        busiest = max(beats.values(), default=0.0)
+        finish_all, slowest = max(finish_all, busiest), max(slowest, busiest)
         self.regions.append({"region": where, "cycles": finish_all, "slowest": slowest,
-                             "processes": rows})
+                             "processes": rows, "bundle_beats": beats})
         return finish_all, min(first_all, finish_all)
+
+    def bundle_beats(self, ctx: _Ctx, procs: list) -> dict[str, float]:
+        """{"bundle r" or "bundle w": beats} all processes of a dataflow region move through
+        each bundle and channel: one beat a cycle at most, however many processes share it."""
+        ports = self.axi.get(ctx.fn.name)
+        if not ports:
+            return {}
+        total: dict[tuple[str, str], float] = {}
+        for node in procs:
+            own = _Ctx(ctx.fn, dict(ctx.env), set(ctx.approx))
+            for k, b in self.port_bytes(own, [node], ports).items():
+                total[k] = total.get(k, 0.0) + b
+        return {f"{bd} {rw}": 8 * b / _beat_bits(ctx.fn, ports, bd)
+                for (bd, rw), b in sorted(total.items())}
 
     # ------------------------------------------------------------------ statements
     def straight(self, ctx: _Ctx, run: list[Stmt]) -> float:
@@ -524,6 +562,13 @@ class _Model:
     @staticmethod
     def is_approx(ctx: _Ctx, expr: str) -> bool:
         return any(x in ctx.approx for x in _idents(expr))
+
+
+def _beat_bits(fn: Function, ports: dict, bundle: str) -> int:
+    """Bits a beat of `bundle` carries: its max_widen_bitwidth, else its element width."""
+    bits = max(w for bd, w in ports.values() if bd == bundle) or \
+        min(fn.vars[n].type.bits for n, (bd, _) in ports.items() if bd == bundle)
+    return max(bits, 1)
 
 
 def _idents(expr: str) -> list[str]:

@@ -64,8 +64,8 @@ def memory_ports(arch: Accelerator, weights: list[str],
     """m_axi bundles of the kernel's DRAM arguments, within the arch's port count: a bundle
     per weight port (the first also carries the parameters), then the activation reads and
     the activation writes on their own bundles where ports remain, else on the last weight
-    bundles (the estimate takes two processes on one bundle as not slowing each other); a
-    second A port (`reads`[1]) on the bundle after the first's."""
+    bundles (processes on one bundle share its beats: the loop-nest estimate adds them up);
+    a second A port (`reads`[1]) on the bundle after the first's."""
     n, p = arch.memory.ports, len(weights)
     b: list[list[str]] = [[w] for w in weights] + [[] for _ in range(max(0, n - p))]
     b[0].append("prm")
