@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 
@@ -79,6 +80,17 @@ def front_table(problem, fr, title: str) -> Table:
     for _, r in fr.iterrows():
         t.add_row(*(str(r[c]) if c == "arch" else cell(c, r[c]) for c in cols))
     return t
+
+
+@contextmanager
+def _resumable(noun: str, url: str):
+    """Ctrl-C: one line on what is kept and how to go on, exit code 130 (as a shell gives)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err.print(f"interrupted: the finished {noun} are kept in {url}; the same command "
+                  "resumes", highlight=False)
+        raise typer.Exit(130) from None
 
 
 def _progress(label: str):
@@ -177,11 +189,13 @@ def sweep(
     Machines given the same --storage share the grid: each point is evaluated once.
     """
     from dlmsim.explore import load_spec, run_sweep
+    from dlmsim.explore.sweep import default_sweep_storage
 
     problem = load_spec(spec)
     out_dir = _start(output or Path("results") / problem.name / "sweep")
     n = problem.sweep_size()
-    with _progress("sweep") as prog:
+    with _resumable("points", storage or default_sweep_storage(out_dir)), \
+            _progress("sweep") as prog:
         task = prog.add_task("sweep", total=n)
         df = run_sweep(problem, out_dir, jobs=jobs, fmt=fmt.value, storage=storage,
                        progress=lambda d, t: prog.update(task, completed=d, total=t))
@@ -235,7 +249,7 @@ def search(
     out_dir = _start(output or Path("results") / problem.name / "search")
     url = storage or default_storage(out_dir)
     open_storage(url, heartbeat=False)  # fail before the bar
-    with _progress("search") as prog:
+    with _resumable("trials", url), _progress("search") as prog:
         task = prog.add_task("search", total=trials)
         df, name = run_search(problem, out_dir, trials=trials, seed=seed, storage=url,
                               workers=workers,
