@@ -121,7 +121,7 @@ def lower(
         out.print(f"wrote {dest}: kernel accel, {len(p['instrs'])} ops on one "
                   f"{p['array']['rows']}x{p['array']['cols']} array "
                   f"({p['array']['rows']}x{p['array']['pe_cols']} PEs); predicted "
-                  f"{m['prediction']['cycles']:.0f} cycles; output SQNR vs fp32 "
+                  f"{m['prediction']['cycles']:,.0f} cycles; output SQNR vs fp32 "
                   f"{m['numerics']['sqnr_vs_fp32_db']:.1f} dB", highlight=False)
     for name, n in res.files.items():
         out.print(f"  {name}: {n} lines", highlight=False)
