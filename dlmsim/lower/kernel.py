@@ -899,7 +899,8 @@ def accel({weight_params(k)}, prm: float32[NPRM], {reads}, {args},
           act: TyA[NACT]):
     """One op of the program: the descriptor selects a GEMM (op == 0) or an SFU function.
     `act_in` (and `act_in2`, the second A port) and `act` are the same DRAM buffer (read
-    by the fetch engines, written by `store`); weights and parameters stay in DRAM."""
+    by the fetch engines, written by `store`); weights and parameters stay in DRAM. fetch_b
+    reads through the last A port, so an SFU op's X0 and X1 rows come through two bundles."""
     a_s: TyA[R, TK]
     b_s: TyW[CP, TK]
     y_s: TyA[C, YS]
@@ -914,8 +915,8 @@ def accel({weight_params(k)}, prm: float32[NPRM], {reads}, {args},
     z_s: TyA[L, XS]
     fetch_a({", ".join(act_reads(k))}, op, M, K, N, Z, H, order, nout, nin, mtr, pw, passes, a0, a_zb, a_zh,
             a_rs, a_s, x0_s)
-    fetch_b({", ".join(weight_names(k))}, act_in, op, K, N, Z, H, order, nout, nin, mtr, pw,
-            passes, b0, b_zb, b_zh, b_rs, b_src, b_t, M, b_s, x1_s)
+    fetch_b({", ".join(weight_names(k))}, {act_reads(k)[-1]}, op, K, N, Z, H, order, nout, nin,
+            mtr, pw, passes, b0, b_zb, b_zh, b_rs, b_src, b_t, M, b_s, x1_s)
     array_unit(prm, op, M, K, N, Z, order, nout, nin, mtr, pw, passes, sa, sb, bstep, sy,
                bias, a_s, b_s, y_s)
     sfu_a(prm, op, M, N, sa, sb, pe, x0_s, x1_s, xa_s, xa1_s, st_a)
