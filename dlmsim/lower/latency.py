@@ -288,10 +288,7 @@ class _Model:
                              f"{loop.line}) depends on {', '.join(need) or loop.hi}, which "
                              f"is not known: give the top's scalar arguments as scalars="
                              f"{{name or position: value}} (scalars of {self.top}: {args})")
-        inner = _Ctx(ctx.fn, dict(ctx.env), set(ctx.approx), ctx.pipelined)
-        lo = evaluate(loop.lo, ctx.env) or 0.0
-        inner.env[loop.var] = lo + max(n - 1, 0) * loop.step / 2.0  # its mean: nested bounds
-        inner.approx.add(loop.var)
+        inner = _inside(ctx, loop, n)
         ii, unroll = loop.ii, loop.unroll
         port_ii = None  # the least II the m_axi rate allows (pipelined loops)
         auto = ii is None and unroll is None and not loop.dataflow and not ctx.pipelined \
@@ -376,11 +373,7 @@ class _Model:
                     self.bind(ctx, node)  # the conditions of the ifs below
             elif isinstance(node, Loop):
                 n = trip(node, ctx.env)
-                inner = _Ctx(ctx.fn, dict(ctx.env), set(ctx.approx), ctx.pipelined)
-                inner.env[node.var] = (evaluate(node.lo, ctx.env) or 0.0) + \
-                    max((n or 1) - 1, 0) * node.step / 2.0  # its mean, as loop() takes it
-                inner.approx.add(node.var)
-                add(self.port_bytes(inner, node.body, ports), n or 1)
+                add(self.port_bytes(_inside(ctx, node, n), node.body, ports), n or 1)
             elif isinstance(node, Call):
                 callee = self.prog.functions.get(node.callee)
                 if callee is not None:
@@ -562,6 +555,16 @@ class _Model:
     @staticmethod
     def is_approx(ctx: _Ctx, expr: str) -> bool:
         return any(x in ctx.approx for x in _idents(expr))
+
+
+def _inside(ctx: _Ctx, loop: Loop, n: float | None) -> _Ctx:
+    """The context of `loop`'s body: its variable at its mean over the `n` trips (so nested
+    bounds evaluate), marked approximate (so no if is resolved on it)."""
+    inner = _Ctx(ctx.fn, dict(ctx.env), set(ctx.approx), ctx.pipelined)
+    lo = evaluate(loop.lo, ctx.env) or 0.0
+    inner.env[loop.var] = lo + max((n or 1) - 1, 0) * loop.step / 2.0
+    inner.approx.add(loop.var)
+    return inner
 
 
 def _beat_bits(fn: Function, ports: dict, bundle: str) -> int:
