@@ -62,8 +62,7 @@ def deferred() -> Iterator[Interrupts]:
     intr = Interrupts()
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        intr._armed = 1  # nothing installed: behave as plain Python does
-        yield intr
+        yield intr  # nothing installed: Ctrl-C does what it did
         return
     signal.signal(signal.SIGINT, intr._handler)
     try:

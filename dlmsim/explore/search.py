@@ -257,7 +257,7 @@ def worker(problem: Problem, url: str, study_name: str, trials: int, seed: int |
         row = known.lookup(pid, trial.number)
         repeat = row is not None
         if row is None:
-            with intr.interruptible():
+            with intr.interruptible():  # `intr`: the deferred() of the trial loop below
                 row = jsonable(evaluate_point(problem, params))
             known.rows[pid] = row
         ok, reason, cons = judge(problem, row)
